@@ -1,0 +1,146 @@
+// Wiring and lifecycle of one agent process: data directory, keys, buffer, sources, admin HTTP.
+// Start order is buffer first (nothing is accepted before it can be stored), stop order the reverse.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentMetrics, createAdminApp, startAdminServer, type AdminServer, type Readiness } from './admin/index.js';
+import { Keyring, MessageBuffer } from './buffer/index.js';
+import { parseListen, type AgentConfig } from './config/index.js';
+import type { Logger } from './log.js';
+import { MllpSource } from './sources/mllp/index.js';
+import { VERSION } from './version.js';
+
+export interface AgentPaths {
+  readonly dataDir: string;
+  readonly bufferFile: string;
+  readonly keyFile: string;
+}
+
+export function agentPaths(config: AgentConfig): AgentPaths {
+  return {
+    dataDir: config.data_dir,
+    bufferFile: join(config.data_dir, 'buffer.db'),
+    keyFile: config.buffer.key_file ?? join(config.data_dir, 'buffer-keys.json'),
+  };
+}
+
+const DEDUPE_PRUNE_INTERVAL_MS = 60_000;
+
+export class Agent {
+  private readonly startedAt = Date.now();
+  private stopping = false;
+  private pruneTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly paths: AgentPaths,
+    readonly buffer: MessageBuffer,
+    readonly metrics: AgentMetrics,
+    readonly sources: readonly MllpSource[],
+    private admin: AdminServer | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: AgentConfig, log: Logger): Promise<Agent> {
+    const paths = agentPaths(config);
+    mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+    const keyring = Keyring.loadOrCreate(paths.keyFile);
+    let buffer: MessageBuffer | undefined;
+    const metrics = new AgentMetrics(() => buffer?.stats());
+    buffer = await MessageBuffer.open({
+      path: paths.bufferFile,
+      keyring,
+      maxBytes: config.buffer.max_bytes,
+      onCommit: (seconds, messages) => {
+        metrics.commitSeconds.observe(seconds);
+        metrics.commitMessages.observe(messages);
+      },
+    });
+    const stats = buffer.stats();
+    log.info({ component: 'buffer', buffer_id: stats.bufferId, depth: stats.depth, bytes: stats.bytes, last_seq: stats.lastSeq, key_id: keyring.activeKeyId }, 'buffer open');
+    const sink = buffer;
+    const sources = config.sources.map((s) => new MllpSource(s, { sink, log, metrics }));
+    const agent = new Agent(config, paths, buffer, metrics, sources, undefined, log);
+    try {
+      for (const source of sources) await source.start();
+      const adminListen = parseListen(config.admin.listen)!;
+      const app = createAdminApp({ metrics, status: () => agent.status(), readiness: () => agent.readiness() });
+      agent.admin = await startAdminServer(app, adminListen.host, adminListen.port);
+      log.info({ component: 'admin', listen: agent.admin.address }, 'admin HTTP listening');
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    const window = Math.max(0, ...config.sources.map((s) => s.dedupe_window_secs));
+    agent.pruneTimer = setInterval(() => {
+      buffer.pruneDedupe(window * 1000).catch((err: unknown) => log.warn({ err }, 'pruning dedupe entries failed; will retry'));
+    }, DEDUPE_PRUNE_INTERVAL_MS);
+    agent.pruneTimer.unref();
+    if (sources.length === 0) log.warn('no sources configured: the agent is running but receives nothing; add sources to the config file');
+    log.info({ version: VERSION, sources: sources.map((s) => ({ id: s.config.id, type: s.config.type, listen: s.address() })) }, 'agent started');
+    return agent;
+  }
+
+  adminAddress(): { host: string; port: number } | undefined {
+    return this.admin?.address;
+  }
+
+  /** Re-reads the key file (after `ferry-agent rotate-key`): new rows use the new active key. */
+  reloadKeys(): void {
+    const keyring = Keyring.load(this.paths.keyFile);
+    this.buffer.useKeyring(keyring);
+    this.log.info({ component: 'buffer', key_id: keyring.activeKeyId }, 'key file reloaded; new messages are sealed with the active key');
+  }
+
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (this.stopping) reasons.push('agent is shutting down');
+    if (this.buffer.stats().full) reasons.push('buffer is full: new messages are refused until the uplink drains it');
+    for (const s of this.sources) if (s.health().state !== 'running') reasons.push(`source ${s.config.id} is ${s.health().state}: ${s.health().message}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  status(): object {
+    const b = this.buffer.stats();
+    const now = Date.now();
+    return {
+      version: VERSION,
+      state: this.stopping ? 'stopping' : 'running',
+      uptime_secs: Math.round((now - this.startedAt) / 1000),
+      started_at: new Date(this.startedAt).toISOString(),
+      ready: this.readiness(),
+      buffer: {
+        buffer_id: b.bufferId,
+        depth: b.depth,
+        bytes: b.bytes,
+        max_bytes: b.maxBytes,
+        used_ratio: b.maxBytes > 0 ? b.bytes / b.maxBytes : 0,
+        full: b.full,
+        oldest_pending_age_secs: b.oldestReceivedAt === null ? null : (now - b.oldestReceivedAt) / 1000,
+        last_seq: b.lastSeq,
+        commits: b.commits,
+      },
+      alerts: b.full ? ['buffer_full'] : [],
+      sources: this.sources.map((s) => ({
+        id: s.config.id,
+        type: s.config.type,
+        listen: s.address() ?? null,
+        health: s.health(),
+        counters: { ...s.counters },
+      })),
+    };
+  }
+
+  /** Graceful stop: stop accepting, answer what was read, finish commits, close the database. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    const deadline = Date.now() + this.config.shutdown_timeout_secs * 1000;
+    this.log.info('agent stopping: no new connections; answering frames already received');
+    await Promise.all(this.sources.map((s) => s.stop(deadline)));
+    await this.admin?.close();
+    await this.buffer.close();
+    this.log.info('agent stopped cleanly');
+  }
+}

@@ -1,0 +1,507 @@
+// The durable, encrypted store-and-forward buffer.
+//
+// Writes go through one connection and one loop: every append that arrives while a commit is in
+// flight joins the next commit (group commit), so one fsync covers many messages. A promise returned
+// by append() resolves only after the COMMIT holding its messages has returned from SQLite with
+// synchronous=FULL, which is what lets a source acknowledge. Reads for the uplink use a second
+// connection so they never see a transaction that is still open.
+
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import type sqlite3 from 'sqlite3';
+import { FerryError } from '../errors.js';
+import { Keyring } from './keyring.js';
+import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
+import { SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
+
+export interface MessageMeta {
+  readonly messageType: string;
+  readonly triggerEvent: string;
+  readonly controlId: string;
+  readonly sendingApplication: string;
+  readonly sendingFacility: string;
+  readonly version: string;
+}
+
+export interface IncomingMessage {
+  readonly sourceId: string;
+  readonly payload: Buffer;
+  /** Milliseconds since the epoch. */
+  readonly receivedAt: number;
+  readonly meta: MessageMeta;
+}
+
+export interface AppendOptions {
+  /** Seconds within which identical bytes with the same control id from the same source are stored once; 0 disables. */
+  readonly dedupeWindowSecs?: number;
+}
+
+export type AppendOutcome =
+  | { readonly status: 'stored'; readonly seq: number }
+  | { readonly status: 'duplicate'; readonly seq: number };
+
+/** Why a whole append was refused without touching the database. */
+export type AppendRefusal = { readonly status: 'full' } | { readonly status: 'closed' };
+
+export type AppendResult = { readonly status: 'committed'; readonly outcomes: readonly AppendOutcome[] } | AppendRefusal;
+
+export interface StoredMessage {
+  readonly seq: number;
+  readonly sourceId: string;
+  readonly receivedAt: number;
+  readonly payload: Buffer;
+  readonly sha256: Buffer;
+  readonly meta: MessageMeta;
+}
+
+export interface BufferStats {
+  readonly bufferId: string;
+  readonly depth: number;
+  readonly bytes: number;
+  readonly maxBytes: number;
+  readonly oldestReceivedAt: number | null;
+  readonly full: boolean;
+  readonly lastSeq: number;
+  readonly commits: number;
+}
+
+export interface BufferOptions {
+  readonly path: string;
+  readonly keyring: Keyring;
+  readonly maxBytes: number;
+  /** Called with each commit's duration in seconds and message count (metrics). */
+  readonly onCommit?: (seconds: number, messages: number) => void;
+  /** Largest number of messages one commit takes; the rest wait for the next. */
+  readonly maxMessagesPerCommit?: number;
+}
+
+interface PendingAppend {
+  readonly messages: readonly IncomingMessage[];
+  readonly bytes: number;
+  readonly dedupeWindowMs: number;
+  readonly resolve: (result: AppendResult) => void;
+  readonly reject: (err: Error) => void;
+}
+
+// Multi-row statements are prepared for power-of-two row counts only, so a handful of cached
+// statements covers every commit size.
+const MAX_ROWS_PER_STATEMENT = 128;
+
+export class MessageBuffer {
+  private pending: PendingAppend[] = [];
+  private pendingBytes = 0;
+  private writing = false;
+  private closed = false;
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => {};
+  private readonly writeOps: (() => Promise<void>)[] = [];
+  private readonly insertStatements = new Map<number, sqlite3.Statement>();
+  private readonly dedupeInsertStatements = new Map<number, sqlite3.Statement>();
+  private readonly dedupeLookupStatements = new Map<number, sqlite3.Statement>();
+  private depth = 0;
+  private bytes = 0;
+  private oldestReceivedAt: number | null = null;
+  private nextSeq: number;
+  private fullSince: number | null = null;
+  private commits = 0;
+  private readonly maxPerCommit: number;
+
+  private constructor(
+    private readonly writer: sqlite3.Database,
+    private readonly reader: sqlite3.Database,
+    readonly bufferId: string,
+    private keyring: Keyring,
+    private readonly options: BufferOptions,
+    lastSeq: number,
+  ) {
+    this.nextSeq = lastSeq + 1;
+    this.maxPerCommit = options.maxMessagesPerCommit ?? 4096;
+  }
+
+  static async open(options: BufferOptions): Promise<MessageBuffer> {
+    // Create the file owner-only before SQLite does; its -wal and -shm files inherit the mode.
+    closeSync(openSync(options.path, 'a', 0o600));
+    const writer = await openDatabase(options.path);
+    try {
+      // auto_vacuum must be chosen before the first table exists; it lets deletes give disk back.
+      await exec(writer, 'PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;');
+      const mode = await get<{ journal_mode: string }>(writer, 'PRAGMA journal_mode');
+      if (mode?.journal_mode !== 'wal') throw new FerryError('buffer_io', `buffer ${options.path} could not switch to WAL mode`);
+      await exec(writer, SCHEMA_SQL);
+      await run(writer, "INSERT OR IGNORE INTO meta(key, value) VALUES ('buffer_id', ?), ('schema_version', ?), ('created_at', ?)", [
+        randomUUID(),
+        String(SCHEMA_VERSION),
+        new Date().toISOString(),
+      ]);
+      const idRow = await get<{ value: string }>(writer, "SELECT value FROM meta WHERE key = 'buffer_id'");
+      // AUTOINCREMENT keeps the highest seq ever used in sqlite_sequence, even after every row is
+      // deleted, so a seq is never handed out twice by one buffer.
+      const seqRow = await get<{ s: number | null }>(writer, "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), COALESCE((SELECT MAX(seq) FROM messages), 0)) AS s");
+      const totals = await get<{ n: number; b: number | null; oldest: number | null }>(
+        writer,
+        'SELECT COUNT(*) AS n, SUM(size) AS b, (SELECT received_at FROM messages ORDER BY seq LIMIT 1) AS oldest FROM messages',
+      );
+      const reader = await openDatabase(options.path, true);
+      await exec(reader, 'PRAGMA busy_timeout = 5000;');
+      const buffer = new MessageBuffer(writer, reader, idRow?.value ?? '', options.keyring, options, Number(seqRow?.s ?? 0));
+      buffer.depth = totals?.n ?? 0;
+      buffer.bytes = Number(totals?.b ?? 0);
+      buffer.oldestReceivedAt = totals?.oldest ?? null;
+      return buffer;
+    } catch (err) {
+      await close(writer).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Swaps in a rotated keyring: new rows use its active key, old rows stay readable. */
+  useKeyring(keyring: Keyring): void {
+    this.keyring = keyring;
+  }
+
+  stats(): BufferStats {
+    return {
+      bufferId: this.bufferId,
+      depth: this.depth,
+      bytes: this.bytes,
+      maxBytes: this.options.maxBytes,
+      oldestReceivedAt: this.oldestReceivedAt,
+      full: this.fullSince !== null,
+      lastSeq: this.nextSeq - 1,
+      commits: this.commits,
+    };
+  }
+
+  /**
+   * Stores a group of messages atomically (one frame or one file): all committed, or none. Resolves
+   * after the commit is durable; refuses at once, touching nothing, when the buffer is full or closed.
+   */
+  append(messages: readonly IncomingMessage[], options: AppendOptions = {}): Promise<AppendResult> {
+    if (this.closed) return Promise.resolve({ status: 'closed' });
+    let size = 0;
+    for (const m of messages) size += m.payload.length;
+    if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
+      this.fullSince ??= Date.now();
+      return Promise.resolve({ status: 'full' });
+    }
+    this.pendingBytes += size;
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ messages, bytes: size, dedupeWindowMs: (options.dedupeWindowSecs ?? 0) * 1000, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** The oldest rows after `afterSeq`, decrypted, in seq order, up to `limit` rows or about `maxBytes`. */
+  async readOldest(afterSeq: number, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<StoredMessage[]> {
+    const rows = await all(this.reader, `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [afterSeq, limit]);
+    const out: StoredMessage[] = [];
+    let total = 0;
+    for (const row of rows) {
+      const message = this.decryptRow(row);
+      out.push(message);
+      total += message.payload.length;
+      if (total >= maxBytes) break;
+    }
+    return out;
+  }
+
+  /** Deletes every row up to and including seq (acknowledged upstream) and gives the space back. */
+  deleteThrough(seq: number): Promise<number> {
+    return this.enqueueWrite(async () => {
+      const before = await get<{ n: number; b: number | null }>(this.writer, 'SELECT COUNT(*) AS n, SUM(size) AS b FROM messages WHERE seq <= ?', [seq]);
+      if (!before || before.n === 0) return 0;
+      await run(this.writer, 'DELETE FROM messages WHERE seq <= ?', [seq]);
+      await exec(this.writer, 'PRAGMA incremental_vacuum;');
+      this.depth -= before.n;
+      this.bytes -= Number(before.b ?? 0);
+      const oldest = await get<{ received_at: number }>(this.writer, 'SELECT received_at FROM messages ORDER BY seq LIMIT 1');
+      this.oldestReceivedAt = oldest?.received_at ?? null;
+      if (this.bytes < this.options.maxBytes * 0.95) this.fullSince = null;
+      return before.n;
+    });
+  }
+
+  /** Forgets dedupe entries older than the longest window any source uses. */
+  pruneDedupe(olderThanMs: number): Promise<number> {
+    return this.enqueueWrite(async () => (await run(this.writer, 'DELETE FROM dedupe WHERE seen_at < ?', [Date.now() - olderThanMs])).changes);
+  }
+
+  /** Waits for every commit in flight, refuses new appends, and closes both connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.writing || this.pending.length > 0 || this.writeOps.length > 0) await this.idle;
+    for (const stmts of [this.insertStatements, this.dedupeInsertStatements, this.dedupeLookupStatements]) {
+      for (const stmt of stmts.values()) await finalize(stmt);
+      stmts.clear();
+    }
+    await exec(this.writer, 'PRAGMA wal_checkpoint(TRUNCATE);').catch(() => {});
+    await close(this.writer);
+    await close(this.reader);
+  }
+
+  private enqueueWrite<T>(op: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new FerryError('buffer_closed', 'buffer is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.writeOps.push(() => op().then(resolve, reject));
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.writing) return;
+    this.writing = true;
+    this.idle = new Promise((r) => (this.markIdle = r));
+    void this.writeLoop();
+  }
+
+  private async writeLoop(): Promise<void> {
+    try {
+      while (this.writeOps.length > 0 || this.pending.length > 0) {
+        const op = this.writeOps.shift();
+        if (op) {
+          await op();
+          continue;
+        }
+        const group = this.takeGroup();
+        await this.commitGroup(group);
+      }
+    } finally {
+      this.writing = false;
+      this.markIdle();
+    }
+  }
+
+  /** Takes pending appends, whole, up to the per-commit message limit (always at least one). */
+  private takeGroup(): PendingAppend[] {
+    const group: PendingAppend[] = [];
+    let count = 0;
+    while (this.pending.length > 0) {
+      const next = this.pending[0]!;
+      if (group.length > 0 && count + next.messages.length > this.maxPerCommit) break;
+      group.push(next);
+      count += next.messages.length;
+      this.pending.shift();
+    }
+    return group;
+  }
+
+  private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
+    const started = process.hrtime.bigint();
+    const now = Date.now();
+    let groupBytes = 0;
+    for (const p of group) groupBytes += p.bytes;
+    try {
+      const plan = await this.planGroup(group, now);
+      await run(this.writer, 'BEGIN IMMEDIATE');
+      try {
+        await this.insertRows(plan.rows);
+        await this.insertDedupe(plan.dedupeRows);
+        await run(this.writer, 'COMMIT');
+      } catch (err) {
+        await run(this.writer, 'ROLLBACK').catch(() => {});
+        throw err;
+      }
+      this.pendingBytes -= groupBytes;
+      this.commits++;
+      let storedBytes = 0;
+      for (const row of plan.rows) storedBytes += row.size;
+      if (this.depth === 0 && plan.rows.length > 0) this.oldestReceivedAt = plan.rows[0]!.receivedAt;
+      this.depth += plan.rows.length;
+      this.bytes += storedBytes;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.options.onCommit?.(seconds, plan.rows.length);
+      for (let i = 0; i < group.length; i++) group[i]!.resolve({ status: 'committed', outcomes: plan.outcomes[i]! });
+    } catch (cause) {
+      this.pendingBytes -= groupBytes;
+      const err = new FerryError('buffer_io', 'buffer commit failed', { cause });
+      for (const p of group) p.reject(err);
+    }
+  }
+
+  /** Decides, before the transaction, which messages are new, assigns their seqs and seals them. */
+  private async planGroup(group: readonly PendingAppend[], now: number): Promise<CommitPlan> {
+    const hashes = group.map((p) => p.messages.map((m) => createHash('sha256').update(m.payload).digest()));
+    const dedupeKeys: (Buffer | null)[][] = group.map((p, g) =>
+      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? dedupeKey(m, hashes[g]![i]!) : null)),
+    );
+    const known = await this.lookupDedupe(group, dedupeKeys, now);
+    const rows: SealedRow[] = [];
+    const dedupeRows: { key: Buffer; seq: number }[] = [];
+    const outcomes: AppendOutcome[][] = [];
+    const seenInGroup = new Map<string, number>();
+    for (let g = 0; g < group.length; g++) {
+      const p = group[g]!;
+      const keys = dedupeKeys[g]!;
+      const groupOutcomes: AppendOutcome[] = [];
+      for (let i = 0; i < p.messages.length; i++) {
+        const m = p.messages[i]!;
+        const key = keys[i] ?? null;
+        const hexKey = key?.toString('hex');
+        const earlier = hexKey === undefined ? undefined : (seenInGroup.get(hexKey) ?? known.get(hexKey));
+        if (earlier !== undefined) {
+          groupOutcomes.push({ status: 'duplicate', seq: earlier });
+          continue;
+        }
+        const seq = this.nextSeq++;
+        const sha256 = hashes[g]![i]!;
+        const keyId = this.keyring.activeKeyId;
+        rows.push({
+          seq,
+          sourceId: m.sourceId,
+          receivedAt: m.receivedAt,
+          keyId,
+          sealed: this.keyring.seal(m.payload, rowAad(this.bufferId, seq, m.sourceId, keyId)),
+          meta: m.meta,
+          size: m.payload.length,
+          sha256,
+        });
+        if (key && hexKey !== undefined) {
+          seenInGroup.set(hexKey, seq);
+          dedupeRows.push({ key, seq });
+        }
+        groupOutcomes.push({ status: 'stored', seq });
+      }
+      outcomes.push(groupOutcomes);
+    }
+    return { rows, dedupeRows, outcomes };
+  }
+
+  private async lookupDedupe(group: readonly PendingAppend[], keys: readonly (Buffer | null)[][], now: number): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    const wanted: { key: Buffer; since: number }[] = [];
+    for (let g = 0; g < group.length; g++) {
+      for (const key of keys[g]!) if (key) wanted.push({ key, since: now - group[g]!.dedupeWindowMs });
+    }
+    if (wanted.length === 0) return found;
+    const windowStart = new Map(wanted.map((w) => [w.key.toString('hex'), w.since]));
+    for (let i = 0; i < wanted.length; i += MAX_ROWS_PER_STATEMENT) {
+      const chunk = wanted.slice(i, i + MAX_ROWS_PER_STATEMENT);
+      const size = nextPowerOfTwo(chunk.length);
+      const stmt = await this.cachedStatement(this.dedupeLookupStatements, size, () => `SELECT key, seq, seen_at FROM dedupe WHERE key IN (${placeholders(1, size)})`);
+      // Unused slots are NULL, which IN never matches.
+      const params: SqlValue[] = chunk.map((w) => w.key);
+      while (params.length < size) params.push(null);
+      for (const row of await allStatement<{ key: Buffer; seq: number; seen_at: number }>(stmt, params)) {
+        const hex = row.key.toString('hex');
+        if (row.seen_at >= (windowStart.get(hex) ?? Infinity)) found.set(hex, row.seq);
+      }
+    }
+    return found;
+  }
+
+  private async insertRows(rows: readonly SealedRow[]): Promise<void> {
+    await this.insertChunked(rows, this.insertStatements, (n) => `INSERT INTO messages (${MESSAGE_COLUMNS}) VALUES ${placeholders(13, n)}`, (row, params) => {
+      params.push(
+        row.seq,
+        row.sourceId,
+        row.receivedAt,
+        row.keyId,
+        row.sealed,
+        row.meta.messageType,
+        row.meta.triggerEvent,
+        row.meta.controlId,
+        row.meta.sendingApplication,
+        row.meta.sendingFacility,
+        row.meta.version,
+        row.size,
+        row.sha256,
+      );
+    });
+  }
+
+  private async insertDedupe(rows: readonly { key: Buffer; seq: number }[]): Promise<void> {
+    const now = Date.now();
+    await this.insertChunked(rows, this.dedupeInsertStatements, (n) => `INSERT OR REPLACE INTO dedupe (key, seq, seen_at) VALUES ${placeholders(3, n)}`, (row, params) => {
+      params.push(row.key, row.seq, now);
+    });
+  }
+
+  /** Runs a multi-row statement over rows in power-of-two chunks (128, 64, …, 1). */
+  private async insertChunked<T>(rows: readonly T[], cache: Map<number, sqlite3.Statement>, sql: (n: number) => string, bind: (row: T, params: SqlValue[]) => void): Promise<void> {
+    let offset = 0;
+    while (offset < rows.length) {
+      const size = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
+      const stmt = await this.cachedStatement(cache, size, () => sql(size));
+      const params: SqlValue[] = [];
+      for (let i = offset; i < offset + size; i++) bind(rows[i]!, params);
+      await runStatement(stmt, params);
+      offset += size;
+    }
+  }
+
+  private async cachedStatement(cache: Map<number, sqlite3.Statement>, size: number, sql: () => string): Promise<sqlite3.Statement> {
+    let stmt = cache.get(size);
+    if (!stmt) {
+      stmt = await prepare(this.writer, sql());
+      cache.set(size, stmt);
+    }
+    return stmt;
+  }
+
+  private decryptRow(row: Record<string, SqlValue>): StoredMessage {
+    const seq = Number(row.seq);
+    const sourceId = String(row.source_id);
+    const keyId = String(row.key_id);
+    const payload = this.keyring.open(keyId, row.payload as Buffer, rowAad(this.bufferId, seq, sourceId, keyId));
+    return {
+      seq,
+      sourceId,
+      receivedAt: Number(row.received_at),
+      payload,
+      sha256: row.sha256 as Buffer,
+      meta: {
+        messageType: String(row.message_type ?? ''),
+        triggerEvent: String(row.trigger_event ?? ''),
+        controlId: String(row.control_id ?? ''),
+        sendingApplication: String(row.sending_app ?? ''),
+        sendingFacility: String(row.sending_facility ?? ''),
+        version: String(row.version ?? ''),
+      },
+    };
+  }
+}
+
+interface SealedRow {
+  readonly seq: number;
+  readonly sourceId: string;
+  readonly receivedAt: number;
+  readonly keyId: string;
+  readonly sealed: Buffer;
+  readonly meta: MessageMeta;
+  readonly size: number;
+  readonly sha256: Buffer;
+}
+
+interface CommitPlan {
+  readonly rows: readonly SealedRow[];
+  readonly dedupeRows: readonly { key: Buffer; seq: number }[];
+  readonly outcomes: readonly (readonly AppendOutcome[])[];
+}
+
+/** Authenticated data: a sealed payload only opens in the row, buffer and source it was written for. */
+export function rowAad(bufferId: string, seq: number, sourceId: string, keyId: string): Buffer {
+  return Buffer.from(`ferry-row-v1\0${bufferId}\0${seq}\0${sourceId}\0${keyId}`, 'utf8');
+}
+
+/** Same source, same control id, same bytes: the identity a resend has. */
+function dedupeKey(m: IncomingMessage, payloadSha256: Buffer): Buffer {
+  return createHash('sha256').update(m.sourceId).update('\0').update(m.meta.controlId).update('\0').update(payloadSha256).digest().subarray(0, 16);
+}
+
+function placeholders(columns: number, rows: number): string {
+  const one = columns === 1 ? '?' : `(${new Array(columns).fill('?').join(',')})`;
+  return new Array(rows).fill(one).join(',');
+}
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function previousPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}

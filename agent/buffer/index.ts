@@ -1,0 +1,16 @@
+// The agent's store-and-forward buffer: encrypted rows in SQLite, appended with group commit,
+// read in seq order and deleted once delivered. Design notes: README.md beside this file.
+
+export {
+  MessageBuffer,
+  type AppendOptions,
+  type AppendOutcome,
+  type AppendResult,
+  type BufferOptions,
+  type BufferStats,
+  type IncomingMessage,
+  type MessageMeta,
+  type StoredMessage,
+} from './buffer.js';
+export { Keyring } from './keyring.js';
+export { checkBuffer, type CheckReport } from './check.js';

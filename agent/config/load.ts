@@ -1,0 +1,51 @@
+// Reads a YAML config file and validates it whole: every problem comes back at once, by path.
+
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { FerryError } from '../errors.js';
+import { agentConfigSchema, type AgentConfig } from './schema.js';
+
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type ValidationResult = { readonly ok: true; readonly config: AgentConfig } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+
+export function validateConfig(raw: unknown): ValidationResult {
+  const parsed = agentConfigSchema.safeParse(raw ?? {});
+  if (parsed.success) return { ok: true, config: parsed.data };
+  return { ok: false, problems: parsed.error.issues.map(toProblem) };
+}
+
+function toProblem(issue: z.core.$ZodIssue): ConfigProblem {
+  const path = issue.path.length === 0 ? '(root)' : issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
+  return { path, message: issue.message };
+}
+
+/** Parses YAML text; YAML syntax errors are reported as problems too, with line numbers. */
+export function validateYaml(text: string): ValidationResult {
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({ path: e.linePos?.[0] ? `line ${e.linePos[0].line}` : '(yaml)', message: e.message.split('\n')[0] ?? e.message })),
+    };
+  }
+  return validateConfig(doc.toJS());
+}
+
+export function loadConfigFile(path: string): ValidationResult {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new FerryError('config_unreadable', `cannot read config file ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
+  }
+  return validateYaml(text);
+}
+
+export function formatProblems(problems: readonly ConfigProblem[]): string {
+  return problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+}
