@@ -45,9 +45,10 @@ export class Agent {
     const paths = agentPaths(config);
     mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
     const keyring = Keyring.loadOrCreate(paths.keyFile);
-    let buffer: MessageBuffer | undefined;
-    const metrics = new AgentMetrics(() => buffer?.stats());
-    buffer = await MessageBuffer.open({
+    // Metrics read the buffer's stats and the buffer reports commits to metrics: tie the knot late.
+    const ref: { buffer?: MessageBuffer } = {};
+    const metrics = new AgentMetrics(() => ref.buffer?.stats());
+    const buffer = await MessageBuffer.open({
       path: paths.bufferFile,
       keyring,
       maxBytes: config.buffer.max_bytes,
@@ -56,6 +57,7 @@ export class Agent {
         metrics.commitMessages.observe(messages);
       },
     });
+    ref.buffer = buffer;
     const stats = buffer.stats();
     log.info({ component: 'buffer', buffer_id: stats.bufferId, depth: stats.depth, bytes: stats.bytes, last_seq: stats.lastSeq, key_id: keyring.activeKeyId }, 'buffer open');
     const sink = buffer;

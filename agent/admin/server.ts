@@ -40,9 +40,8 @@ export interface AdminServer {
 
 export function startAdminServer(app: Hono, host: string, port: number): Promise<AdminServer> {
   return new Promise((resolve, reject) => {
-    let server: ServerType;
     const onError = (err: Error): void => reject(err);
-    server = serve({ fetch: app.fetch, hostname: host, port }, (info: AddressInfo) => {
+    const server: ServerType = serve({ fetch: app.fetch, hostname: host, port }, (info: AddressInfo) => {
       server.off('error', onError);
       resolve({
         address: { host: info.address, port: info.port },

@@ -26,7 +26,7 @@ function toProblem(issue: z.core.$ZodIssue): ConfigProblem {
 
 /** Parses YAML text; YAML syntax errors are reported as problems too, with line numbers. */
 export function validateYaml(text: string): ValidationResult {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     return {
       ok: false,

@@ -1,0 +1,151 @@
+// What the benchmark reads about the machine and its processes: /proc (RSS, CPU time), the disk's
+// fsync rate, and the machine description printed with the results.
+
+import { execFileSync } from 'node:child_process';
+import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second for /proc/PID/stat times (USER_HZ, almost always 100). */
+export function clockTicksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** VmRSS of a process in bytes, or undefined when it cannot be read (process gone). */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces; fields after it start after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    const utime = Number(rest[11]);
+    const stime = Number(rest[12]);
+    return (utime + stime) / clockTicksPerSecond();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples a process's RSS every intervalMs; stop() returns the peak seen. */
+export function sampleRss(pid: number, intervalMs = 100): { stop(): number } {
+  let peak = rssBytes(pid) ?? 0;
+  const timer = setInterval(() => {
+    const rss = rssBytes(pid);
+    if (rss !== undefined && rss > peak) peak = rss;
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const rss = rssBytes(pid);
+      if (rss !== undefined && rss > peak) peak = rss;
+      return peak;
+    },
+  };
+}
+
+export interface FsyncProbe {
+  /** fdatasync calls per second. */
+  readonly perSecond: number;
+  readonly meanMs: number;
+  readonly p99Ms: number;
+  readonly count: number;
+  readonly how: string;
+}
+
+/**
+ * Small write + fdatasync in a loop for `seconds`, on a file in `dir`. `append` grows the file (the
+ * size change makes each sync a metadata update as well, like SQLite's WAL before it wraps);
+ * otherwise each write overwrites the same 4 KiB page (the WAL after a checkpoint reset).
+ */
+export function probeFsync(dir: string, seconds: number, append: boolean): FsyncProbe {
+  const path = join(dir, `fsync-probe-${append ? 'append' : 'overwrite'}.bin`);
+  const fd = openSync(path, 'w');
+  const page = Buffer.alloc(4096, 0x5a);
+  const times: number[] = [];
+  try {
+    if (!append) {
+      writeSync(fd, page, 0, page.length, 0);
+      fdatasyncSync(fd);
+    }
+    const end = performance.now() + seconds * 1000;
+    let offset = 0;
+    for (;;) {
+      const t0 = performance.now();
+      if (t0 >= end) break;
+      page.writeUInt32LE(times.length, 0);
+      writeSync(fd, page, 0, page.length, append ? offset : 0);
+      offset += page.length;
+      fdatasyncSync(fd);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  }
+  const total = times.reduce((a, b) => a + b, 0);
+  const sorted = Float64Array.from(times).sort();
+  return {
+    perSecond: times.length / (total / 1000),
+    meanMs: total / times.length,
+    p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0,
+    count: times.length,
+    how: append ? '4 KiB append + fdatasync' : '4 KiB overwrite + fdatasync',
+  };
+}
+
+export interface MachineInfo {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly node: string;
+  readonly date: string;
+  readonly kernel: string;
+  readonly memTotalGiB: number;
+}
+
+export function machineInfo(): MachineInfo {
+  let cpuModel = cpus()[0]?.model ?? 'unknown';
+  let memTotalGiB = 0;
+  let kernel = 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpuModel = m[1]!.trim();
+  } catch {
+    /* not Linux: keep os.cpus() */
+  }
+  try {
+    const m = /^MemTotal:\s+(\d+)\s+kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) memTotalGiB = Number(m[1]) / 1024 / 1024;
+    kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  } catch {
+    /* not Linux */
+  }
+  return { cpuModel, cores: cpus().length, node: process.version, date: new Date().toISOString(), kernel, memTotalGiB };
+}
+
+/** 1-minute load average, to show how noisy the machine was. */
+export function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'n/a';
+  }
+}
