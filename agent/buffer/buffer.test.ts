@@ -259,6 +259,31 @@ describe('MessageBuffer', () => {
     await buffer.close();
   });
 
+  it('recognises resends across pipelined commits (next group sealed while one is written)', async () => {
+    const buffer = await MessageBuffer.open({ path: dbFile, keyring: Keyring.loadOrCreate(keyFile), maxBytes: 1024 ** 3, maxMessagesPerCommit: 20 });
+    // Each block of 25 messages is appended twice in a row: a resend lands in the same, the next,
+    // or the one-after commit, including the one sealed while its original is being written.
+    const order: number[] = [];
+    for (let b = 0; b < 8; b++) for (let round = 0; round < 2; round++) for (let i = 0; i < 25; i++) order.push(b * 25 + i);
+    const results = await Promise.all(order.map((n) => buffer.append([msg(n)], { dedupeWindowSecs: 60 })));
+    const seqOf = new Map<number, number>();
+    let stored = 0;
+    results.forEach((r, k) => {
+      if (r.status !== 'committed') throw new Error(r.status);
+      const o = r.outcomes[0]!;
+      if (o.status === 'stored') stored++;
+      const n = order[k]!;
+      if (seqOf.has(n)) expect(o).toEqual({ status: 'duplicate', seq: seqOf.get(n) });
+      else seqOf.set(n, o.seq);
+    });
+    expect(stored).toBe(200);
+    expect(buffer.stats().commits).toBeGreaterThanOrEqual(20);
+    const rows = await buffer.readOldest(0, 1000);
+    expect(rows.length).toBe(200);
+    expect(new Set(rows.map((r) => r.meta.controlId)).size).toBe(200);
+    await buffer.close();
+  });
+
   it('finishes every commit in flight on close, then refuses appends', async () => {
     const buffer = await openBuffer();
     const inflight = Array.from({ length: 50 }, (_, i) => buffer.append([msg(i)]));

@@ -11,8 +11,9 @@ import { closeSync, openSync } from 'node:fs';
 import type sqlite3 from 'sqlite3';
 import { FerryError } from '../errors.js';
 import { Keyring } from './keyring.js';
-import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
-import { SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
+import { all, close, each, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
+import { RecentKeys } from './recent-keys.js';
+import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
 
 export interface MessageMeta {
   readonly messageType: string;
@@ -73,6 +74,8 @@ export interface BufferOptions {
   readonly onCommit?: (seconds: number, messages: number) => void;
   /** Largest number of messages one commit takes; the rest wait for the next. */
   readonly maxMessagesPerCommit?: number;
+  /** The longest dedupe window any source uses (sizes the in-memory filter); default 1 h. */
+  readonly maxDedupeWindowSecs?: number;
 }
 
 interface PendingAppend {
@@ -83,9 +86,13 @@ interface PendingAppend {
   readonly reject: (err: Error) => void;
 }
 
-// Multi-row statements are prepared for power-of-two row counts only, so a handful of cached
-// statements covers every commit size.
+// A commit of up to SINGLE_STATEMENT_ROWS rows is one INSERT statement of exactly that many rows,
+// run in autocommit: atomic and durable on its own, one round trip to SQLite's thread. Larger
+// commits use a transaction and power-of-two chunks, so a handful of cached statements cover them.
+const SINGLE_STATEMENT_ROWS = 64;
 const MAX_ROWS_PER_STATEMENT = 128;
+/** Pending messages from which the next commit is sealed while the current one is written. */
+const PREPLAN_MIN_MESSAGES = 64;
 
 export class MessageBuffer {
   private pending: PendingAppend[] = [];
@@ -96,8 +103,7 @@ export class MessageBuffer {
   private markIdle: () => void = () => {};
   private readonly writeOps: (() => Promise<void>)[] = [];
   private readonly insertStatements = new Map<number, sqlite3.Statement>();
-  private readonly dedupeInsertStatements = new Map<number, sqlite3.Statement>();
-  private readonly dedupeLookupStatements = new Map<number, sqlite3.Statement>();
+  private dedupeLookup: sqlite3.Statement | undefined;
   private depth = 0;
   private bytes = 0;
   private oldestReceivedAt: number | null = null;
@@ -116,7 +122,12 @@ export class MessageBuffer {
   ) {
     this.nextSeq = lastSeq + 1;
     this.maxPerCommit = options.maxMessagesPerCommit ?? 4096;
+    this.maxDedupeWindowMs = (options.maxDedupeWindowSecs ?? 3600) * 1000;
+    this.recentKeys = new RecentKeys(this.maxDedupeWindowMs);
   }
+
+  private readonly maxDedupeWindowMs: number;
+  private readonly recentKeys: RecentKeys;
 
   static async open(options: BufferOptions): Promise<MessageBuffer> {
     // Create the file owner-only before SQLite does; its -wal and -shm files inherit the mode.
@@ -147,6 +158,12 @@ export class MessageBuffer {
       buffer.depth = totals?.n ?? 0;
       buffer.bytes = Number(totals?.b ?? 0);
       buffer.oldestReceivedAt = totals?.oldest ?? null;
+      await each<{ source_id: string; control_id: string; sha256: Buffer }>(
+        writer,
+        'SELECT source_id, control_id, sha256 FROM dedupe WHERE seen_at >= ?',
+        [Date.now() - buffer.maxDedupeWindowMs],
+        (row) => buffer.recentKeys.add(filterKey(row.source_id, row.control_id, row.sha256)),
+      );
       return buffer;
     } catch (err) {
       await close(writer).catch(() => {});
@@ -231,10 +248,9 @@ export class MessageBuffer {
     if (this.closed) return;
     this.closed = true;
     while (this.writing || this.pending.length > 0 || this.writeOps.length > 0) await this.idle;
-    for (const stmts of [this.insertStatements, this.dedupeInsertStatements, this.dedupeLookupStatements]) {
-      for (const stmt of stmts.values()) await finalize(stmt);
-      stmts.clear();
-    }
+    for (const stmt of this.insertStatements.values()) await finalize(stmt);
+    this.insertStatements.clear();
+    if (this.dedupeLookup) await finalize(this.dedupeLookup);
     await exec(this.writer, 'PRAGMA wal_checkpoint(TRUNCATE);').catch(() => {});
     await close(this.writer);
     await close(this.reader);
@@ -257,19 +273,52 @@ export class MessageBuffer {
 
   private async writeLoop(): Promise<void> {
     try {
-      while (this.writeOps.length > 0 || this.pending.length > 0) {
-        const op = this.writeOps.shift();
-        if (op) {
-          await op();
-          continue;
+      let next: PlannedCommit | undefined;
+      for (;;) {
+        if (!next) {
+          const op = this.writeOps.shift();
+          if (op) {
+            await op();
+            continue;
+          }
+          if (this.pending.length === 0) break;
+          next = await this.plan(this.takeGroup(), undefined);
+          if (!next) continue;
         }
-        const group = this.takeGroup();
-        await this.commitGroup(group);
+        const current = next;
+        next = undefined;
+        const written = this.insertRows(current.plan.rows).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        // Under heavy load, seal the next group while SQLite writes this one, so the event loop's
+        // work and the disk's overlap. Under light load, wait: the next group then takes everything
+        // that arrived during this commit.
+        if (this.pendingMessageCount() >= PREPLAN_MIN_MESSAGES) next = await this.plan(this.takeGroup(), current);
+        const failure = await written;
+        if (failure === undefined) {
+          this.settle(current);
+        } else {
+          const err = new FerryError('buffer_io', 'buffer commit failed', { cause: failure });
+          this.fail(current, err);
+          // The next group may have been planned against this one (seqs, duplicates of its rows).
+          if (next) this.fail(next, err);
+          next = undefined;
+        }
       }
     } finally {
       this.writing = false;
       this.markIdle();
     }
+  }
+
+  private pendingMessageCount(): number {
+    let n = 0;
+    for (const p of this.pending) {
+      n += p.messages.length;
+      if (n >= PREPLAN_MIN_MESSAGES) break;
+    }
+    return n;
   }
 
   /** Takes pending appends, whole, up to the per-commit message limit (always at least one). */
@@ -286,48 +335,45 @@ export class MessageBuffer {
     return group;
   }
 
-  private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
+  /** Plans a group, or fails it (and returns undefined) when planning itself fails. */
+  private async plan(group: readonly PendingAppend[], inFlight: PlannedCommit | undefined): Promise<PlannedCommit | undefined> {
     const started = process.hrtime.bigint();
-    const now = Date.now();
-    let groupBytes = 0;
-    for (const p of group) groupBytes += p.bytes;
+    let bytes = 0;
+    for (const p of group) bytes += p.bytes;
     try {
-      const plan = await this.planGroup(group, now);
-      await run(this.writer, 'BEGIN IMMEDIATE');
-      try {
-        await this.insertRows(plan.rows);
-        await this.insertDedupe(plan.dedupeRows);
-        await run(this.writer, 'COMMIT');
-      } catch (err) {
-        await run(this.writer, 'ROLLBACK').catch(() => {});
-        throw err;
-      }
-      this.pendingBytes -= groupBytes;
-      this.commits++;
-      let storedBytes = 0;
-      for (const row of plan.rows) storedBytes += row.size;
-      if (this.depth === 0 && plan.rows.length > 0) this.oldestReceivedAt = plan.rows[0]!.receivedAt;
-      this.depth += plan.rows.length;
-      this.bytes += storedBytes;
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.options.onCommit?.(seconds, plan.rows.length);
-      for (let i = 0; i < group.length; i++) group[i]!.resolve({ status: 'committed', outcomes: plan.outcomes[i]! });
+      const plan = await this.planGroup(group, Date.now(), inFlight?.plan.keys);
+      return { group, plan, bytes, started };
     } catch (cause) {
-      this.pendingBytes -= groupBytes;
-      const err = new FerryError('buffer_io', 'buffer commit failed', { cause });
-      for (const p of group) p.reject(err);
+      this.fail({ group, bytes }, new FerryError('buffer_io', 'buffer commit failed', { cause }));
+      return undefined;
     }
   }
 
-  /** Decides, before the transaction, which messages are new, assigns their seqs and seals them. */
-  private async planGroup(group: readonly PendingAppend[], now: number): Promise<CommitPlan> {
+  private settle(c: PlannedCommit): void {
+    this.pendingBytes -= c.bytes;
+    this.commits++;
+    let storedBytes = 0;
+    for (const row of c.plan.rows) storedBytes += row.size;
+    if (this.depth === 0 && c.plan.rows.length > 0) this.oldestReceivedAt = c.plan.rows[0]!.receivedAt;
+    this.depth += c.plan.rows.length;
+    this.bytes += storedBytes;
+    this.options.onCommit?.(Number(process.hrtime.bigint() - c.started) / 1e9, c.plan.rows.length);
+    for (let i = 0; i < c.group.length; i++) c.group[i]!.resolve({ status: 'committed', outcomes: c.plan.outcomes[i]! });
+  }
+
+  private fail(c: { readonly group: readonly PendingAppend[]; readonly bytes: number }, err: Error): void {
+    this.pendingBytes -= c.bytes;
+    for (const p of c.group) p.reject(err);
+  }
+
+  /** Decides, before writing, which messages are new, assigns their seqs and seals them. */
+  private async planGroup(group: readonly PendingAppend[], now: number, inFlightKeys: ReadonlyMap<string, number> | undefined): Promise<CommitPlan> {
     const hashes = group.map((p) => p.messages.map((m) => createHash('sha256').update(m.payload).digest()));
     const dedupeKeys: (Buffer | null)[][] = group.map((p, g) =>
-      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? dedupeKey(m, hashes[g]![i]!) : null)),
+      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? filterKey(m.sourceId, m.meta.controlId, hashes[g]![i]!) : null)),
     );
-    const known = await this.lookupDedupe(group, dedupeKeys, now);
+    const known = await this.lookupDedupe(group, dedupeKeys, hashes, now);
     const rows: SealedRow[] = [];
-    const dedupeRows: { key: Buffer; seq: number }[] = [];
     const outcomes: AppendOutcome[][] = [];
     const seenInGroup = new Map<string, number>();
     for (let g = 0; g < group.length; g++) {
@@ -338,13 +384,12 @@ export class MessageBuffer {
         const m = p.messages[i]!;
         const key = keys[i] ?? null;
         const hexKey = key?.toString('hex');
-        const earlier = hexKey === undefined ? undefined : (seenInGroup.get(hexKey) ?? known.get(hexKey));
+        const earlier = hexKey === undefined ? undefined : (seenInGroup.get(hexKey) ?? inFlightKeys?.get(hexKey) ?? known.get(hexKey));
         if (earlier !== undefined) {
           groupOutcomes.push({ status: 'duplicate', seq: earlier });
           continue;
         }
         const seq = this.nextSeq++;
-        const sha256 = hashes[g]![i]!;
         const keyId = this.keyring.activeKeyId;
         rows.push({
           seq,
@@ -354,80 +399,86 @@ export class MessageBuffer {
           sealed: this.keyring.seal(m.payload, rowAad(this.bufferId, seq, m.sourceId, keyId)),
           meta: m.meta,
           size: m.payload.length,
-          sha256,
+          sha256: hashes[g]![i]!,
+          dedupe: key !== null,
         });
         if (key && hexKey !== undefined) {
           seenInGroup.set(hexKey, seq);
-          dedupeRows.push({ key, seq });
+          // Added before the commit: if it fails, the filter only has a harmless false positive.
+          this.recentKeys.add(key);
         }
         groupOutcomes.push({ status: 'stored', seq });
       }
       outcomes.push(groupOutcomes);
     }
-    return { rows, dedupeRows, outcomes };
+    return { rows, outcomes, keys: seenInGroup };
   }
 
-  private async lookupDedupe(group: readonly PendingAppend[], keys: readonly (Buffer | null)[][], now: number): Promise<Map<string, number>> {
+  /**
+   * Earlier seqs of keys stored within their window. Only keys the in-memory filter cannot rule
+   * out are looked up in SQL, so a commit of fresh messages costs no extra round trip.
+   */
+  private async lookupDedupe(group: readonly PendingAppend[], keys: readonly (Buffer | null)[][], hashes: readonly Buffer[][], now: number): Promise<Map<string, number>> {
     const found = new Map<string, number>();
-    const wanted: { key: Buffer; since: number }[] = [];
     for (let g = 0; g < group.length; g++) {
-      for (const key of keys[g]!) if (key) wanted.push({ key, since: now - group[g]!.dedupeWindowMs });
-    }
-    if (wanted.length === 0) return found;
-    const windowStart = new Map(wanted.map((w) => [w.key.toString('hex'), w.since]));
-    for (let i = 0; i < wanted.length; i += MAX_ROWS_PER_STATEMENT) {
-      const chunk = wanted.slice(i, i + MAX_ROWS_PER_STATEMENT);
-      const size = nextPowerOfTwo(chunk.length);
-      const stmt = await this.cachedStatement(this.dedupeLookupStatements, size, () => `SELECT key, seq, seen_at FROM dedupe WHERE key IN (${placeholders(1, size)})`);
-      // Unused slots are NULL, which IN never matches.
-      const params: SqlValue[] = chunk.map((w) => w.key);
-      while (params.length < size) params.push(null);
-      for (const row of await allStatement<{ key: Buffer; seq: number; seen_at: number }>(stmt, params)) {
-        const hex = row.key.toString('hex');
-        if (row.seen_at >= (windowStart.get(hex) ?? Infinity)) found.set(hex, row.seq);
+      const p = group[g]!;
+      for (let i = 0; i < p.messages.length; i++) {
+        const key = keys[g]![i];
+        if (!key || (p.dedupeWindowMs <= this.maxDedupeWindowMs && !this.recentKeys.mightContain(key))) continue;
+        const m = p.messages[i]!;
+        this.dedupeLookup ??= await prepare(this.writer, 'SELECT seq, seen_at FROM dedupe WHERE source_id = ? AND control_id = ? AND sha256 = ?');
+        const [row] = await allStatement<{ seq: number; seen_at: number }>(this.dedupeLookup, [m.sourceId, m.meta.controlId, hashes[g]![i]!]);
+        if (row && row.seen_at >= now - p.dedupeWindowMs) found.set(key.toString('hex'), row.seq);
       }
     }
     return found;
   }
 
+  /** Writes the rows (and, by trigger, their dedupe entries) atomically and durably. */
   private async insertRows(rows: readonly SealedRow[]): Promise<void> {
-    await this.insertChunked(rows, this.insertStatements, (n) => `INSERT INTO messages (${MESSAGE_COLUMNS}) VALUES ${placeholders(13, n)}`, (row, params) => {
-      params.push(
-        row.seq,
-        row.sourceId,
-        row.receivedAt,
-        row.keyId,
-        row.sealed,
-        row.meta.messageType,
-        row.meta.triggerEvent,
-        row.meta.controlId,
-        row.meta.sendingApplication,
-        row.meta.sendingFacility,
-        row.meta.version,
-        row.size,
-        row.sha256,
-      );
-    });
-  }
-
-  private async insertDedupe(rows: readonly { key: Buffer; seq: number }[]): Promise<void> {
-    const now = Date.now();
-    await this.insertChunked(rows, this.dedupeInsertStatements, (n) => `INSERT OR REPLACE INTO dedupe (key, seq, seen_at) VALUES ${placeholders(3, n)}`, (row, params) => {
-      params.push(row.key, row.seq, now);
-    });
-  }
-
-  /** Runs a multi-row statement over rows in power-of-two chunks (128, 64, …, 1). */
-  private async insertChunked<T>(rows: readonly T[], cache: Map<number, sqlite3.Statement>, sql: (n: number) => string, bind: (row: T, params: SqlValue[]) => void): Promise<void> {
-    let offset = 0;
-    while (offset < rows.length) {
-      const size = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
-      const stmt = await this.cachedStatement(cache, size, () => sql(size));
-      const params: SqlValue[] = [];
-      for (let i = offset; i < offset + size; i++) bind(rows[i]!, params);
-      await runStatement(stmt, params);
-      offset += size;
+    if (rows.length === 0) return;
+    if (rows.length <= SINGLE_STATEMENT_ROWS) {
+      // One statement in autocommit is its own transaction: SQLite fsyncs the WAL before it returns.
+      await this.runInsert(rows, 0, rows.length);
+      return;
     }
+    await run(this.writer, 'BEGIN IMMEDIATE');
+    try {
+      let offset = 0;
+      while (offset < rows.length) {
+        const size = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
+        await this.runInsert(rows, offset, size);
+        offset += size;
+      }
+      await run(this.writer, 'COMMIT');
+    } catch (err) {
+      await run(this.writer, 'ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
+
+  private async runInsert(rows: readonly SealedRow[], offset: number, count: number): Promise<void> {
+    const stmt = await this.cachedStatement(this.insertStatements, count, () => `INSERT INTO messages (${INSERT_COLUMNS}) VALUES ${placeholders(INSERT_COLUMN_COUNT, count)}`);
+    const params: SqlValue[] = new Array<SqlValue>(count * INSERT_COLUMN_COUNT);
+    let j = 0;
+    for (let i = offset; i < offset + count; i++) {
+      const row = rows[i]!;
+      params[j++] = row.seq;
+      params[j++] = row.sourceId;
+      params[j++] = row.receivedAt;
+      params[j++] = row.keyId;
+      params[j++] = row.sealed;
+      params[j++] = row.meta.messageType;
+      params[j++] = row.meta.triggerEvent;
+      params[j++] = row.meta.controlId;
+      params[j++] = row.meta.sendingApplication;
+      params[j++] = row.meta.sendingFacility;
+      params[j++] = row.meta.version;
+      params[j++] = row.size;
+      params[j++] = row.sha256;
+      params[j++] = row.dedupe ? 1 : 0;
+    }
+    await runStatement(stmt, params);
   }
 
   private async cachedStatement(cache: Map<number, sqlite3.Statement>, size: number, sql: () => string): Promise<sqlite3.Statement> {
@@ -471,11 +522,20 @@ interface SealedRow {
   readonly meta: MessageMeta;
   readonly size: number;
   readonly sha256: Buffer;
+  readonly dedupe: boolean;
+}
+
+interface PlannedCommit {
+  readonly group: readonly PendingAppend[];
+  readonly plan: CommitPlan;
+  readonly bytes: number;
+  readonly started: bigint;
 }
 
 interface CommitPlan {
   readonly rows: readonly SealedRow[];
-  readonly dedupeRows: readonly { key: Buffer; seq: number }[];
+  /** Filter keys (hex) of this plan's deduplicated rows, with their seqs. */
+  readonly keys: ReadonlyMap<string, number>;
   readonly outcomes: readonly (readonly AppendOutcome[])[];
 }
 
@@ -484,9 +544,9 @@ export function rowAad(bufferId: string, seq: number, sourceId: string, keyId: s
   return Buffer.from(`ferry-row-v1\0${bufferId}\0${seq}\0${sourceId}\0${keyId}`, 'utf8');
 }
 
-/** Same source, same control id, same bytes: the identity a resend has. */
-function dedupeKey(m: IncomingMessage, payloadSha256: Buffer): Buffer {
-  return createHash('sha256').update(m.sourceId).update('\0').update(m.meta.controlId).update('\0').update(payloadSha256).digest().subarray(0, 16);
+/** Same source, same control id, same bytes: the identity a resend has, as a filter key. */
+function filterKey(sourceId: string, controlId: string, payloadSha256: Buffer): Buffer {
+  return createHash('sha256').update(sourceId).update('\0').update(controlId).update('\0').update(payloadSha256).digest().subarray(0, 16);
 }
 
 function placeholders(columns: number, rows: number): string {

@@ -81,7 +81,7 @@ export class Keyring {
   seal(plaintext: Buffer, aad: Buffer): Buffer {
     const key = this.keys.get(this.activeKeyId);
     if (!key) throw new FerryError('key_missing', `active key ${this.activeKeyId} is missing`);
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = nextNonce();
     const cipher = createCipheriv('aes-256-gcm', key, nonce);
     cipher.setAAD(aad);
     const head = cipher.update(plaintext);
@@ -102,6 +102,22 @@ export class Keyring {
       throw new FerryError('payload_corrupt', 'payload failed authentication (wrong key, moved row, or corruption)', { cause });
     }
   }
+}
+
+// Nonces come from a pool refilled by the CSPRNG 1024 at a time: still random 96-bit values, at a
+// fraction of the per-call cost on the ingest hot path.
+const NONCE_POOL_BYTES = NONCE_BYTES * 1024;
+let noncePool = Buffer.alloc(0);
+let nonceOffset = 0;
+
+function nextNonce(): Buffer {
+  if (nonceOffset + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(NONCE_POOL_BYTES);
+    nonceOffset = 0;
+  }
+  const nonce = noncePool.subarray(nonceOffset, nonceOffset + NONCE_BYTES);
+  nonceOffset += NONCE_BYTES;
+  return nonce;
 }
 
 /** Writes atomically: temp file with mode 0600, fsync, rename, fsync the directory. */

@@ -21,15 +21,33 @@ CREATE TABLE IF NOT EXISTS messages (
   sending_facility TEXT    NOT NULL,
   version          TEXT    NOT NULL,
   size             INTEGER NOT NULL,
-  sha256           BLOB    NOT NULL
+  sha256           BLOB    NOT NULL,
+  dedupe           INTEGER NOT NULL DEFAULT 0
 );
+-- Keyed by source, then control id: senders number their messages in order, so new entries land
+-- next to each other in the B-tree instead of on random pages (a hash key would dirty one page per
+-- message at high rates).
 CREATE TABLE IF NOT EXISTS dedupe (
-  key     BLOB PRIMARY KEY,
-  seq     INTEGER NOT NULL,
-  seen_at INTEGER NOT NULL
+  source_id  TEXT    NOT NULL,
+  control_id TEXT    NOT NULL,
+  sha256     BLOB    NOT NULL,
+  seq        INTEGER NOT NULL,
+  seen_at    INTEGER NOT NULL,
+  PRIMARY KEY (source_id, control_id, sha256)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_seen_at ON dedupe (seen_at);
+-- The dedupe entry is written by the same statement as its row: one round trip per commit, and
+-- the entry outlives the row (rows are deleted once delivered; resends must still be recognised).
+CREATE TRIGGER IF NOT EXISTS messages_dedupe AFTER INSERT ON messages WHEN NEW.dedupe = 1
+BEGIN
+  INSERT OR REPLACE INTO dedupe (source_id, control_id, sha256, seq, seen_at)
+  VALUES (NEW.source_id, NEW.control_id, NEW.sha256, NEW.seq, NEW.received_at);
+END;
 `;
 
 export const MESSAGE_COLUMNS =
   'seq, source_id, received_at, key_id, payload, message_type, trigger_event, control_id, sending_app, sending_facility, version, size, sha256';
+
+/** Columns written on insert: the readable ones plus the dedupe flag. */
+export const INSERT_COLUMNS = `${MESSAGE_COLUMNS}, dedupe`;
+export const INSERT_COLUMN_COUNT = 14;
