@@ -30,7 +30,8 @@ const DEFAULT_DELIMITERS: Delimiters = {
 };
 
 export function isEnhancedMode(header: MessageHeader): boolean {
-  return header.acceptAckType !== '' || header.applicationAckType !== '';
+  // A whitespace-only MSH-15/16 (real senders pad the MSH with a trailing space) is not a value.
+  return header.acceptAckType.trim() !== '' || header.applicationAckType.trim() !== '';
 }
 
 export function isAcknowledgement(header: MessageHeader): boolean {
@@ -44,7 +45,7 @@ export function ackCodeFor(header: MessageHeader | undefined, outcome: Outcome):
     return outcome === 'accepted' ? 'AA' : outcome === 'error' ? 'AE' : 'AR';
   }
   const code: AckCode = outcome === 'accepted' ? 'CA' : outcome === 'error' ? 'CE' : 'CR';
-  switch (header.acceptAckType.toUpperCase()) {
+  switch (header.acceptAckType.trim().toUpperCase()) {
     case 'NE':
       return null;
     case 'ER':
@@ -114,8 +115,10 @@ function errSegment(d: Delimiters, version: string, error: AckError): string {
     return ['ERR', '', location, codedError.join(c), 'E', '', '', '', text].join(d.field);
   }
   // Up to 2.4: ERR-1 is an ELD: segment^sequence^field^code&text&table.
-  const s = d.subcomponent;
-  const eld = [segment, segment ? '1' : '', field === undefined ? '' : String(field), [String(error.code), text, 'HL70357'].join(s)];
+  // An MSH-2 of fewer than 4 characters declares no subcomponent separator: then the code goes alone.
+  const s = d.encodingCharacters.length >= 4 ? d.subcomponent : undefined;
+  const code = s === undefined ? String(error.code) : [String(error.code), text, 'HL70357'].join(s);
+  const eld = [segment, segment ? '1' : '', field === undefined ? '' : String(field), code];
   return ['ERR', eld.join(c)].join(d.field);
 }
 

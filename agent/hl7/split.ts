@@ -7,7 +7,7 @@
 import { skipBom } from './header.js';
 
 export interface MessageSpan {
-  /** Offset of the message's MSH segment. */
+  /** Offset of the message's MSH segment (0 for a first message preceded by a UTF-8 BOM). */
   readonly start: number;
   /** Offset just past its last non-blank segment and that segment's terminator. */
   readonly end: number;
@@ -17,7 +17,7 @@ export interface SplitResult {
   readonly messages: readonly MessageSpan[];
   /** True when the block held FHS/BHS/BTS/FTS segments. */
   readonly batch: boolean;
-  /** Offset of the first non-blank content that belongs to no message (before any MSH), if any. */
+  /** Offset of the first non-blank content that belongs to no message (e.g. before any MSH), if any. */
   readonly strayOffset?: number;
 }
 
@@ -97,6 +97,9 @@ export function splitMessages(bytes: Buffer): SplitResult {
     pos = next === lineEnd ? lineEnd + 1 : next;
   }
   close();
+  // A byte-order mark belongs to the first message: bytes are stored as received.
+  const first = messages[0];
+  if (first && first.start === 3 && skipBom(bytes) === 3) messages[0] = { start: 0, end: first.end };
   return strayOffset === undefined ? { messages, batch } : { messages, batch, strayOffset };
 }
 

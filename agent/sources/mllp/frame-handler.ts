@@ -78,7 +78,9 @@ export class FrameHandler {
       const parsed = parseHeader(body);
       if (!parsed.ok) {
         const outcome: Outcome = parsed.header ? 'error' : 'rejected';
-        return this.refuse(payload, payload.length, parsed.header, outcome, { code: parsed.problem.code, text: parsed.problem.reason, ...(parsed.problem.location ? { location: parsed.problem.location } : {}) });
+        // The response is for the frame: address it to the frame's first message when that one is fine.
+        const addressee = responder ?? parsed.header;
+        return this.refuse(payload, payload.length, addressee, outcome, { code: parsed.problem.code, text: parsed.problem.reason, ...(parsed.problem.location ? { location: parsed.problem.location } : {}) });
       }
       const h = parsed.header;
       if (!responder && !isAcknowledgement(h)) responder = h;
@@ -128,7 +130,7 @@ export class FrameHandler {
       return { code: ERR_REQUIRED_FIELD_MISSING, text: 'no MSH segment in frame', location: { segment: 'MSH' } };
     }
     if (split.strayOffset !== undefined) {
-      return { code: ERR_SEGMENT_SEQUENCE, text: `segment before the first MSH at byte ${split.strayOffset}`, location: { segment: 'MSH' } };
+      return { code: ERR_SEGMENT_SEQUENCE, text: `segment outside any message at byte ${split.strayOffset}`, location: { segment: 'MSH' } };
     }
     return split.messages.map((s) => payload.subarray(s.start, s.end));
   }
