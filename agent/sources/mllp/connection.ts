@@ -77,6 +77,9 @@ export class MllpConnection {
   }
 
   private close(): void {
+    // end() only closes our side: whatever the peer still sends (the rest of a frame cut off at
+    // its deadline) must be discarded, not decoded and stored without an ACK.
+    this.closing = true;
     this.clearFrameTimer();
     this.socket.end();
     // A peer that never finishes the close handshake must not hold the socket forever.
