@@ -76,12 +76,12 @@ export class MllpConnection {
     this.socket.destroy();
   }
 
+  /**
+   * Closes after a timeout: frames already read still get their response (drain); whatever the peer
+   * sends from now on (the rest of a frame cut off at its deadline) is discarded, never stored.
+   */
   private close(): void {
-    // end() only closes our side: whatever the peer still sends (the rest of a frame cut off at
-    // its deadline) must be discarded, not decoded and stored without an ACK.
-    this.closing = true;
-    this.clearFrameTimer();
-    this.socket.end();
+    void this.drain();
     // A peer that never finishes the close handshake must not hold the socket forever.
     setTimeout(() => this.socket.destroy(), 5000).unref();
   }
