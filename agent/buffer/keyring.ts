@@ -27,15 +27,14 @@ export class Keyring {
 
   /** Loads the key file, creating it (mode 0600) with one fresh key when it does not exist. */
   static loadOrCreate(path: string): Keyring {
-    let created = false;
     try {
       statSync(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      writeKeyFile(path, { version: 1, active: '', keys: [] }, true);
-      created = true;
+      // The first key is in the first write: a crash can leave no file or a whole one, never a
+      // file without a key.
+      writeKeyFile(path, withNewKey({ version: 1, active: '', keys: [] }), true);
     }
-    if (created) return Keyring.rotate(path);
     return Keyring.load(path);
   }
 
@@ -63,13 +62,7 @@ export class Keyring {
   /** Adds a new key to the file and makes it the active one; returns the updated keyring. */
   static rotate(path: string): Keyring {
     const current = JSON.parse(readFileSync(path, 'utf8')) as KeyFile;
-    const id = `k${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-    const next: KeyFile = {
-      version: 1,
-      active: id,
-      keys: [...(current.keys ?? []), { id, key: randomBytes(KEY_BYTES).toString('base64'), created_at: new Date().toISOString() }],
-    };
-    writeKeyFile(path, next, false);
+    writeKeyFile(path, withNewKey(current), false);
     return Keyring.load(path);
   }
 
@@ -102,6 +95,15 @@ export class Keyring {
       throw new FerryError('payload_corrupt', 'payload failed authentication (wrong key, moved row, or corruption)', { cause });
     }
   }
+}
+
+function withNewKey(file: KeyFile): KeyFile {
+  const id = `k${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+  return {
+    version: 1,
+    active: id,
+    keys: [...(file.keys ?? []), { id, key: randomBytes(KEY_BYTES).toString('base64'), created_at: new Date().toISOString() }],
+  };
 }
 
 // Nonces come from a pool refilled by the CSPRNG 1024 at a time: still random 96-bit values, at a
