@@ -554,12 +554,6 @@ function placeholders(columns: number, rows: number): string {
   return new Array(rows).fill(one).join(',');
 }
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 function previousPowerOfTwo(n: number): number {
   let p = 1;
   while (p * 2 <= n) p *= 2;

@@ -28,24 +28,92 @@ export interface MessageSource {
   next(): OutboundMessage;
 }
 
-/** Realistic 1.5 KB ADT/ORU messages made as they are sent, each with a unique control id. */
+/**
+ * Realistic 1.5 KB ADT/ORU messages with a unique control id each, made as they are sent. The bytes
+ * are exactly realisticMessage(prefix, n) (checked below), but made by patching the counter's digits
+ * into a framed template instead of joining strings: every field realisticMessage derives from the
+ * control id is a suffix of it (MSH-10, and the MRN/account/order numbers built from its last 8 or 6
+ * characters), so writing the counter's last k digits at each such place reproduces the message.
+ * About 0.3 µs a message instead of 2.4 µs, so building messages does not limit the generator.
+ */
 export function realisticSource(prefix: string): MessageSource {
+  const templates = [messageTemplate(prefix, 0), messageTemplate(prefix, 1)];
+  const digits = Buffer.alloc(10);
   let n = 0;
-  return {
+  const source: MessageSource = {
     kind: 'realistic, built per send',
     next() {
       const i = n++;
-      const payload = realisticMessage(prefix, i);
-      return { framed: Buffer.concat([VT_BUF, payload, END_BUF], payload.length + 3), controlId: `${prefix}${String(i).padStart(10, '0')}` };
+      if (i > 9_999_999_999) throw new Error('control id counter overflow');
+      let v = i;
+      for (let d = 9; d >= 0; d--) {
+        digits[d] = 0x30 + (v % 10);
+        v = Math.floor(v / 10);
+      }
+      const t = templates[i % 2]!;
+      const framed = Buffer.allocUnsafe(t.bytes.length);
+      t.bytes.copy(framed);
+      for (const [end, k] of t.digitRuns) digits.copy(framed, end - k, 10 - k, 10);
+      return { framed, controlId: prefix + digits.toString('latin1') };
     },
   };
+  // Prove the template reproduces realisticMessage byte for byte (both kinds, several counters).
+  const probe = realisticSourceCheck(prefix, templates);
+  if (probe) throw new Error(`message template does not match realisticMessage: ${probe}`);
+  return source;
+}
+
+interface MessageTemplate {
+  /** Framed message for the sentinel counter. */
+  readonly bytes: Buffer;
+  /** [end offset, digit count]: where the counter's last digit-count digits are written. */
+  readonly digitRuns: [number, number][];
+}
+
+/** Sentinel counters (even: ADT, odd: ORU) whose digits do not otherwise occur in the messages. */
+const SENTINEL = ['9876543210', '9876543211'] as const;
+
+function messageTemplate(prefix: string, parity: 0 | 1): MessageTemplate {
+  const sentinel = SENTINEL[parity];
+  const payload = realisticMessage(prefix, Number(sentinel));
+  const bytes = Buffer.concat([VT_BUF, payload, END_BUF]);
+  const text = bytes.toString('latin1');
+  const shortest = sentinel.slice(-6);
+  const digitRuns: [number, number][] = [];
+  for (let at = text.indexOf(shortest); at !== -1; at = text.indexOf(shortest, at + 1)) {
+    const end = at + shortest.length;
+    // The longest suffix of the sentinel ending here (10, 8 or 6 digits).
+    let k = shortest.length;
+    for (const len of [10, 8]) {
+      if (end - len >= 0 && text.slice(end - len, end) === sentinel.slice(-len)) {
+        k = len;
+        break;
+      }
+    }
+    digitRuns.push([end, k]);
+  }
+  return { bytes, digitRuns };
+}
+
+function realisticSourceCheck(prefix: string, templates: MessageTemplate[]): string | undefined {
+  for (const i of [0, 1, 2, 3, 7, 10, 123456, 1234567, 9999999998, 9999999999]) {
+    const t = templates[i % 2]!;
+    const framed = Buffer.from(t.bytes);
+    const digits = String(i).padStart(10, '0');
+    for (const [end, k] of t.digitRuns) framed.write(digits.slice(10 - k), end - k, 'latin1');
+    const expected = Buffer.concat([VT_BUF, realisticMessage(prefix, i), END_BUF]);
+    if (!framed.equals(expected)) return `counter ${i}`;
+  }
+  return undefined;
 }
 
 /** The same messages, built before the run and cycled: shows what building messages costs the client. */
 export function prebuiltSource(prefix: string, poolSize = 4096): MessageSource {
   const pool: OutboundMessage[] = [];
-  const make = realisticSource(prefix);
-  for (let i = 0; i < poolSize; i++) pool.push(make.next());
+  for (let i = 0; i < poolSize; i++) {
+    const payload = realisticMessage(prefix, i);
+    pool.push({ framed: Buffer.concat([VT_BUF, payload, END_BUF]), controlId: `${prefix}${String(i).padStart(10, '0')}` });
+  }
   let n = 0;
   return {
     kind: `pre-built pool of ${poolSize}`,
@@ -116,6 +184,28 @@ export function leanReadAck(ack: Buffer): { code: string; controlId: string } {
   while (end < s.length && s.charCodeAt(end) !== CR && s.charCodeAt(end) !== 0x0a) end++;
   const fields = s.slice(at, end).split(f);
   return { code: fields[1] ?? '', controlId: fields[2] ?? '' };
+}
+
+/**
+ * The fast path of the check, on bytes: true when the ACK's MSA-1 is AA and MSA-2 is exactly
+ * `expected`. Anything else is re-read with leanReadAck to say what was wrong.
+ */
+export function ackIsAaFor(ack: Buffer, expected: string): boolean {
+  if (ack.length < 8) return false;
+  const f = ack[3]!;
+  let at = -1;
+  for (let i = ack.indexOf(0x4d /* M */, 1); i !== -1; i = ack.indexOf(0x4d, i + 1)) {
+    const before = ack[i - 1];
+    if ((before === CR || before === 0x0a) && ack[i + 1] === 0x53 && ack[i + 2] === 0x41 && ack[i + 3] === f) {
+      at = i + 4;
+      break;
+    }
+  }
+  if (at < 0 || ack[at] !== 0x41 || ack[at + 1] !== 0x41 || ack[at + 2] !== f) return false;
+  const id = at + 3;
+  for (let j = 0; j < expected.length; j++) if (ack[id + j] !== expected.charCodeAt(j)) return false;
+  const next = ack[id + expected.length];
+  return next === undefined || next === f || next === CR || next === 0x0a || next === ack[4];
 }
 
 interface Shared {
@@ -237,20 +327,25 @@ class LoadConnection {
       s.windowResponses++;
       s.latencies.push(now - sentAt);
     }
-    const got = leanReadAck(ack);
-    if (got.code !== 'AA') {
-      s.notAccepted++;
-      s.firstProblem ??= `expected AA for ${expected}, got ${got.code || '(no MSA)'} for ${got.controlId}`;
-    } else if (got.controlId !== expected) {
-      s.mismatched++;
-      s.firstProblem ??= `expected MSA-2 ${expected}, got ${got.controlId}`;
+    if (!ackIsAaFor(ack, expected)) {
+      const got = leanReadAck(ack);
+      if (got.code !== 'AA') {
+        s.notAccepted++;
+        s.firstProblem ??= `expected AA for ${expected}, got ${got.code || '(no MSA)'} for ${got.controlId}`;
+      } else {
+        s.mismatched++;
+        s.firstProblem ??= `expected MSA-2 ${expected}, got ${got.controlId}`;
+      }
     }
     if (this.seen++ === 0 || (this.crossCheckEvery > 0 && s.responses % this.crossCheckEvery === 0)) {
       s.crossChecked++;
+      // The reference reading (the agent's own readAck) must agree with the fast path's verdict.
       const ref = readAck(ack);
-      if (ref.code !== got.code || ref.controlId !== got.controlId) {
+      const got = { code: ref.code === 'AA' && ref.controlId === expected ? 'ok' : 'bad' };
+      const fast = ackIsAaFor(ack, expected) ? 'ok' : 'bad';
+      if (got.code !== fast) {
         s.crossCheckDisagreements++;
-        s.firstProblem ??= `readAck disagrees with lean parser: ${JSON.stringify(ref)} vs ${JSON.stringify(got)}`;
+        s.firstProblem ??= `readAck disagrees with the fast check: readAck ${JSON.stringify(ref)} for expected ${expected}, fast check ${fast}`;
       }
     }
   }
@@ -294,7 +389,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     socketErrors: [],
     closedEarly: 0,
   };
-  const sockets = await Promise.all(Array.from({ length: options.connections }, () => connectOne(options.host, options.port)));
+  const attempts = await Promise.allSettled(Array.from({ length: options.connections }, () => connectOne(options.host, options.port)));
+  const sockets = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+  const refused = attempts.find((a): a is PromiseRejectedResult => a.status === 'rejected');
+  if (refused) {
+    for (const s of sockets) s.destroy();
+    throw new Error(`could not open ${options.connections} connections to ${options.host}:${options.port}: ${String(refused.reason)}`);
+  }
   const conns = sockets.map((s) => new LoadConnection(s, options.window, options.source, shared, options.crossCheckEvery ?? 997));
   let windowStart = 0;
   let windowEnd = 0;

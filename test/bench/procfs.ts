@@ -2,7 +2,7 @@
 // fsync rate, and the machine description printed with the results.
 
 import { execFileSync } from 'node:child_process';
-import { closeSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 
@@ -148,4 +148,100 @@ export function loadAverage(): string {
   } catch {
     return 'n/a';
   }
+}
+
+/**
+ * CPU seconds per thread: "main" for the JS thread, "tid N" for the others (libuv pool threads,
+ * where SQLite runs; V8 helper threads for GC and compilation). Node 20 leaves every thread named
+ * "node", so threads are told apart by id only.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid === String(pid) ? 'main' : `tid ${tid}`, (Number(rest[11]) + Number(rest[12])) / clockTicksPerSecond());
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out;
+}
+
+/** The difference of two threadCpuSeconds readings, busiest first. */
+export function threadCpuDelta(before: Map<string, number>, after: Map<string, number>): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [name, secs] of after) {
+    const d = secs - (before.get(name) ?? 0);
+    if (d > 0) out.push([name, d]);
+  }
+  return out.sort((a, b) => b[1] - a[1]);
+}
+
+/** Machine-wide busy CPU seconds (all cores; idle and iowait excluded), from /proc/stat. */
+export function systemBusySeconds(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already inside user)
+    const busy = (v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0);
+    return busy / clockTicksPerSecond();
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SchedSplit {
+  /** Seconds the main thread ran / was runnable but waiting for a CPU. */
+  readonly mainRun: number;
+  readonly mainWait: number;
+  /** The same summed over every other thread. */
+  readonly otherRun: number;
+  readonly otherWait: number;
+}
+
+/** Per-thread run and run-queue wait time (ns) from /proc/PID/task/TID/schedstat. */
+export function threadSched(pid: number): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+      out.set(tid === String(pid) ? 'main' : tid, [run ?? 0, wait ?? 0]);
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out;
+}
+
+/** How long the process's threads ran and how long they waited for a CPU between two readings. */
+export function schedDelta(before: Map<string, [number, number]>, after: Map<string, [number, number]>): SchedSplit {
+  let mainRun = 0;
+  let mainWait = 0;
+  let otherRun = 0;
+  let otherWait = 0;
+  for (const [tid, [run, wait]] of after) {
+    const [run0, wait0] = before.get(tid) ?? [0, 0];
+    if (tid === 'main') {
+      mainRun += run - run0;
+      mainWait += wait - wait0;
+    } else {
+      otherRun += run - run0;
+      otherWait += wait - wait0;
+    }
+  }
+  return { mainRun: mainRun / 1e9, mainWait: mainWait / 1e9, otherRun: otherRun / 1e9, otherWait: otherWait / 1e9 };
 }

@@ -123,13 +123,18 @@ export interface FerryServer extends BenchServer {
  * 'info' the agent logs nothing per message (per-frame lines are debug), which the run checks by
  * counting the log lines written under load.
  */
-export async function startFerry(baseDir: string, env: NodeJS.ProcessEnv = {}): Promise<FerryServer> {
+export async function startFerry(baseDir: string, options: { cpuProfileDir?: string; profileName?: string } = {}): Promise<FerryServer> {
   const dir = mkdtempSync(join(baseDir, 'agent-'));
+  // --cpu-prof is refused in NODE_OPTIONS, so it goes on node's command line through a shell that
+  // execs node (same pid, so /proc readings still describe the agent).
+  const wrapper = options.cpuProfileDir
+    ? ['/bin/sh', '-c', `exec "$0" --cpu-prof --cpu-prof-dir="${options.cpuProfileDir}" --cpu-prof-name="${options.profileName ?? 'agent.cpuprofile'}" "$@"`]
+    : undefined;
   const agent = await startAgent({
     dir,
     sources: [{ id: 'bench', type: 'mllp', listen: '127.0.0.1:0' }],
     config: { log_level: 'info' },
-    env,
+    ...(wrapper ? { wrapper } : {}),
   });
   track(agent.child);
   const port = agent.mllpPorts.bench;
