@@ -45,20 +45,23 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
-/** Samples a process's RSS every intervalMs; stop() returns the peak seen. */
-export function sampleRss(pid: number, intervalMs = 100): { stop(): number } {
+/** Samples a process's RSS every intervalMs until stop(); peak() is the highest seen. */
+export function sampleRss(pid: number, intervalMs = 100): { stop(): void; peak(): number } {
   let peak = rssBytes(pid) ?? 0;
-  const timer = setInterval(() => {
+  const sample = (): void => {
     const rss = rssBytes(pid);
     if (rss !== undefined && rss > peak) peak = rss;
-  }, intervalMs);
+  };
+  const timer = setInterval(sample, intervalMs);
+  let stopped = false;
   return {
     stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
-      const rss = rssBytes(pid);
-      if (rss !== undefined && rss > peak) peak = rss;
-      return peak;
+      sample();
     },
+    peak: () => peak,
   };
 }
 
