@@ -93,6 +93,8 @@ const SINGLE_STATEMENT_ROWS = 64;
 const MAX_ROWS_PER_STATEMENT = 128;
 /** Pending messages from which the next commit is sealed while the current one is written. */
 const PREPLAN_MIN_MESSAGES = 64;
+/** The longest a commit waits for the senders of the previous one (see gatherFollowers). */
+const GATHER_MAX_MS = 1;
 
 export class MessageBuffer {
   private pending: PendingAppend[] = [];
@@ -128,6 +130,8 @@ export class MessageBuffer {
 
   private readonly maxDedupeWindowMs: number;
   private readonly recentKeys: RecentKeys;
+  private lastCommitMessages = 0;
+  private lastInsertMs = 0;
 
   static async open(options: BufferOptions): Promise<MessageBuffer> {
     // Create the file owner-only before SQLite does; its -wal and -shm files inherit the mode.
@@ -145,9 +149,13 @@ export class MessageBuffer {
         new Date().toISOString(),
       ]);
       const idRow = await get<{ value: string }>(writer, "SELECT value FROM meta WHERE key = 'buffer_id'");
-      // AUTOINCREMENT keeps the highest seq ever used in sqlite_sequence, even after every row is
-      // deleted, so a seq is never handed out twice by one buffer.
-      const seqRow = await get<{ s: number | null }>(writer, "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), COALESCE((SELECT MAX(seq) FROM messages), 0)) AS s");
+      // A seq is never handed out twice by one buffer: deletes record the highest seq they removed
+      // (meta 'deleted_through'), so even with every row delivered and gone the count goes on.
+      // (AUTOINCREMENT would do the same but rewrites sqlite_sequence on every commit.)
+      const seqRow = await get<{ s: number | null }>(
+        writer,
+        "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'deleted_through'), 0), COALESCE((SELECT MAX(seq) FROM messages), 0)) AS s",
+      );
       const totals = await get<{ n: number; b: number | null; oldest: number | null }>(
         writer,
         'SELECT COUNT(*) AS n, SUM(size) AS b, (SELECT received_at FROM messages ORDER BY seq LIMIT 1) AS oldest FROM messages',
@@ -162,7 +170,7 @@ export class MessageBuffer {
         writer,
         'SELECT source_id, control_id, sha256 FROM dedupe WHERE seen_at >= ?',
         [Date.now() - buffer.maxDedupeWindowMs],
-        (row) => buffer.recentKeys.add(filterKey(row.source_id, row.control_id, row.sha256)),
+        (row) => buffer.recentKeys.add(filterKey(row.source_id, row.sha256)),
       );
       return buffer;
     } catch (err) {
@@ -225,9 +233,25 @@ export class MessageBuffer {
   /** Deletes every row up to and including seq (acknowledged upstream) and gives the space back. */
   deleteThrough(seq: number): Promise<number> {
     return this.enqueueWrite(async () => {
-      const before = await get<{ n: number; b: number | null }>(this.writer, 'SELECT COUNT(*) AS n, SUM(size) AS b FROM messages WHERE seq <= ?', [seq]);
+      const before = await get<{ n: number; b: number | null; top: number | null }>(
+        this.writer,
+        'SELECT COUNT(*) AS n, SUM(size) AS b, MAX(seq) AS top FROM messages WHERE seq <= ?',
+        [seq],
+      );
       if (!before || before.n === 0) return 0;
-      await run(this.writer, 'DELETE FROM messages WHERE seq <= ?', [seq]);
+      await run(this.writer, 'BEGIN IMMEDIATE');
+      try {
+        await run(this.writer, 'DELETE FROM messages WHERE seq <= ?', [seq]);
+        await run(
+          this.writer,
+          "INSERT INTO meta (key, value) VALUES ('deleted_through', ?) ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+          [String(before.top)],
+        );
+        await run(this.writer, 'COMMIT');
+      } catch (err) {
+        await run(this.writer, 'ROLLBACK').catch(() => {});
+        throw err;
+      }
       await exec(this.writer, 'PRAGMA incremental_vacuum;');
       this.depth -= before.n;
       this.bytes -= Number(before.b ?? 0);
@@ -282,13 +306,18 @@ export class MessageBuffer {
             continue;
           }
           if (this.pending.length === 0) break;
+          await this.gatherFollowers();
           next = await this.plan(this.takeGroup(), undefined);
           if (!next) continue;
         }
         const current = next;
         next = undefined;
+        const insertStarted = performance.now();
         const written = this.insertRows(current.plan.rows).then(
-          () => undefined,
+          () => {
+            this.lastInsertMs = performance.now() - insertStarted;
+            this.lastCommitMessages = current.plan.rows.length;
+          },
           (err: unknown) => err,
         );
         // Under heavy load, seal the next group while SQLite writes this one, so the event loop's
@@ -312,13 +341,31 @@ export class MessageBuffer {
     }
   }
 
-  private pendingMessageCount(): number {
+  /** Pending messages, counted up to `enough` (the queue can be long; callers only compare). */
+  private pendingMessageCount(enough = PREPLAN_MIN_MESSAGES): number {
     let n = 0;
     for (const p of this.pending) {
       n += p.messages.length;
-      if (n >= PREPLAN_MIN_MESSAGES) break;
+      if (n >= enough) break;
     }
     return n;
+  }
+
+  /**
+   * Group commit's weak spot is the commit that starts right after a big one: the senders just
+   * acknowledged are about to send again, but the commit would start with the one or two messages
+   * that arrived meanwhile, and the rest would wait a whole commit. So when far fewer messages are
+   * waiting than the last commit held, give the event loop a few turns (bounded by half the last
+   * commit's write time, and by GATHER_MAX_MS) to read them. A lone sender never waits: the last
+   * commit held one message.
+   */
+  private async gatherFollowers(): Promise<void> {
+    const target = Math.floor(this.lastCommitMessages * 0.75);
+    if (target < 2 || this.closed || this.pendingMessageCount(target) >= target) return;
+    const deadline = performance.now() + Math.min(GATHER_MAX_MS, this.lastInsertMs / 2);
+    while (!this.closed && performance.now() < deadline && this.pendingMessageCount(target) < target) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Takes pending appends, whole, up to the per-commit message limit (always at least one). */
@@ -370,7 +417,7 @@ export class MessageBuffer {
   private async planGroup(group: readonly PendingAppend[], now: number, inFlightKeys: ReadonlyMap<string, number> | undefined): Promise<CommitPlan> {
     const hashes = group.map((p) => p.messages.map((m) => createHash('sha256').update(m.payload).digest()));
     const dedupeKeys: (Buffer | null)[][] = group.map((p, g) =>
-      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? filterKey(m.sourceId, m.meta.controlId, hashes[g]![i]!) : null)),
+      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? filterKey(m.sourceId, hashes[g]![i]!) : null)),
     );
     const known = await this.lookupDedupe(group, dedupeKeys, hashes, now);
     const rows: SealedRow[] = [];
@@ -544,10 +591,22 @@ export function rowAad(bufferId: string, seq: number, sourceId: string, keyId: s
   return Buffer.from(`ferry-row-v1\0${bufferId}\0${seq}\0${sourceId}\0${keyId}`, 'utf8');
 }
 
-/** Same source, same control id, same bytes: the identity a resend has, as a filter key. */
-function filterKey(sourceId: string, controlId: string, payloadSha256: Buffer): Buffer {
-  return createHash('sha256').update(sourceId).update('\0').update(controlId).update('\0').update(payloadSha256).digest().subarray(0, 16);
+/**
+ * Same source, same bytes (so the same MSH-10): the identity a resend has, as a filter key. The
+ * payload's sha256 XOR a per-source constant: no second hash per message on the hot path.
+ */
+function filterKey(sourceId: string, payloadSha256: Buffer): Buffer {
+  let salt = sourceSalts.get(sourceId);
+  if (!salt) {
+    salt = createHash('sha256').update(`ferry-dedupe\0${sourceId}`).digest();
+    sourceSalts.set(sourceId, salt);
+  }
+  const key = Buffer.allocUnsafe(16);
+  for (let i = 0; i < 16; i++) key[i] = payloadSha256[i]! ^ salt[i]!;
+  return key;
 }
+
+const sourceSalts = new Map<string, Buffer>();
 
 function placeholders(columns: number, rows: number): string {
   const one = columns === 1 ? '?' : `(${new Array(columns).fill('?').join(',')})`;

@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS meta (
   value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
-  seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq              INTEGER PRIMARY KEY,
   source_id        TEXT    NOT NULL,
   received_at      INTEGER NOT NULL,
   key_id           TEXT    NOT NULL,

@@ -98,9 +98,24 @@ export function buildAck(header: MessageHeader | undefined, options: AckOptions)
 
 function ackMessageType(d: Delimiters, version: string, trigger: string): string {
   // v2.1-2.2 know only "ACK"; MSH-9.3 (message structure) exists from v2.3.1.
-  if (trigger === '' || compareVersions(version, '2.3') < 0) return 'ACK';
-  if (compareVersions(version, '2.3.1') < 0) return ['ACK', trigger].join(d.component);
-  return ['ACK', trigger, 'ACK'].join(d.component);
+  const era = versionEra(version);
+  if (trigger === '' || era === 'pre-2.3') return 'ACK';
+  if (era === '2.3') return 'ACK' + d.component + trigger;
+  return 'ACK' + d.component + trigger + d.component + 'ACK';
+}
+
+type VersionEra = 'pre-2.3' | '2.3' | '2.3.1-2.4' | '2.5+';
+const eras = new Map<string, VersionEra>();
+
+/** Which ACK layout a version gets; memoised, as every ACK asks and senders use few versions. */
+function versionEra(version: string): VersionEra {
+  let era = eras.get(version);
+  if (era === undefined) {
+    era =
+      compareVersions(version, '2.3') < 0 ? 'pre-2.3' : compareVersions(version, '2.3.1') < 0 ? '2.3' : compareVersions(version, '2.5') < 0 ? '2.3.1-2.4' : '2.5+';
+    if (eras.size < 256) eras.set(version, era);
+  }
+  return era;
 }
 
 function errSegment(d: Delimiters, version: string, error: AckError): string {
@@ -109,7 +124,7 @@ function errSegment(d: Delimiters, version: string, error: AckError): string {
   const codedError = [String(error.code), escapeText(ERROR_CODE_TEXT[error.code], d), 'HL70357'];
   const segment = error.location?.segment ?? '';
   const field = error.location?.field;
-  if (compareVersions(version, '2.5') >= 0) {
+  if (versionEra(version) === '2.5+') {
     // ERR-1 is withdrawn from 2.5: ERR-2 location, ERR-3 code (CWE), ERR-4 severity, ERR-8 user message.
     const location = segment ? [segment, '1', field === undefined ? '' : String(field)].join(c) : '';
     return ['ERR', '', location, codedError.join(c), 'E', '', '', '', text].join(d.field);
@@ -151,7 +166,24 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+let stampSecond = -1;
+let stampHead = '';
+let stampZone = '';
+
+/** YYYYMMDDHHMMSS.sss±ZZZZ; the part down to the second is reused within that second. */
 function hl7Timestamp(now: Date): string {
+  const ms = now.getTime();
+  const second = Math.floor(ms / 1000);
+  if (second !== stampSecond) {
+    const full = formatTimestamp(now);
+    stampSecond = second;
+    stampHead = full.slice(0, 14);
+    stampZone = full.slice(18);
+  }
+  return `${stampHead}.${String(ms - second * 1000).padStart(3, '0')}${stampZone}`;
+}
+
+function formatTimestamp(now: Date): string {
   const p = (n: number, w = 2): string => String(n).padStart(w, '0');
   const offsetMin = -now.getTimezoneOffset();
   const sign = offsetMin >= 0 ? '+' : '-';

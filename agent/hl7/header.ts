@@ -155,5 +155,7 @@ function hasInvalidEncodingCharacter(chars: string, field: string): boolean {
 
 /** Turns a byte string back into display text (UTF-8 where valid); for metadata, never for payloads. */
 export function byteStringToText(s: string): string {
-  return Buffer.from(s, 'latin1').toString('utf8');
+  // Pure ASCII (nearly every header field) reads the same either way: skip the round trip.
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(s) ? s : Buffer.from(s, 'latin1').toString('utf8');
 }
