@@ -80,6 +80,10 @@ export interface BufferOptions {
 
 interface PendingAppend {
   readonly messages: readonly IncomingMessage[];
+  /** Sealed at arrival, one per message, in order (see append). */
+  readonly rows: readonly SealedRow[];
+  /** Dedupe filter keys, one per message (null: dedupe off for this append). */
+  readonly keys: readonly (Buffer | null)[];
   readonly bytes: number;
   readonly dedupeWindowMs: number;
   readonly resolve: (result: AppendResult) => void;
@@ -210,8 +214,31 @@ export class MessageBuffer {
       return Promise.resolve({ status: 'full' });
     }
     this.pendingBytes += size;
+    // Hash, seq and seal now, while the commit in flight is being written: this work then stays
+    // off the commit's critical path. Seqs follow arrival order, which is also commit order (the
+    // queue is FIFO); a message later found to be a resend simply leaves its seq unused.
+    const dedupeWindowMs = (options.dedupeWindowSecs ?? 0) * 1000;
+    const rows: SealedRow[] = [];
+    const keys: (Buffer | null)[] = [];
+    for (const m of messages) {
+      const sha256 = createHash('sha256').update(m.payload).digest();
+      const seq = this.nextSeq++;
+      const keyId = this.keyring.activeKeyId;
+      rows.push({
+        seq,
+        sourceId: m.sourceId,
+        receivedAt: m.receivedAt,
+        keyId,
+        sealed: this.keyring.seal(m.payload, rowAad(this.bufferId, seq, m.sourceId, keyId)),
+        meta: m.meta,
+        size: m.payload.length,
+        sha256,
+        dedupe: dedupeWindowMs > 0,
+      });
+      keys.push(dedupeWindowMs > 0 ? filterKey(m.sourceId, sha256) : null);
+    }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ messages, bytes: size, dedupeWindowMs: (options.dedupeWindowSecs ?? 0) * 1000, resolve, reject });
+      this.pending.push({ messages, rows, keys, bytes: size, dedupeWindowMs, resolve, reject });
       this.kick();
     });
   }
@@ -413,48 +440,30 @@ export class MessageBuffer {
     for (const p of c.group) p.reject(err);
   }
 
-  /** Decides, before writing, which messages are new, assigns their seqs and seals them. */
+  /** Decides, before writing, which of the group's (already sealed) messages are new. */
   private async planGroup(group: readonly PendingAppend[], now: number, inFlightKeys: ReadonlyMap<string, number> | undefined): Promise<CommitPlan> {
-    const hashes = group.map((p) => p.messages.map((m) => createHash('sha256').update(m.payload).digest()));
-    const dedupeKeys: (Buffer | null)[][] = group.map((p, g) =>
-      p.messages.map((m, i) => (p.dedupeWindowMs > 0 ? filterKey(m.sourceId, hashes[g]![i]!) : null)),
-    );
-    const known = await this.lookupDedupe(group, dedupeKeys, hashes, now);
+    const known = await this.lookupDedupe(group, now);
     const rows: SealedRow[] = [];
     const outcomes: AppendOutcome[][] = [];
     const seenInGroup = new Map<string, number>();
-    for (let g = 0; g < group.length; g++) {
-      const p = group[g]!;
-      const keys = dedupeKeys[g]!;
+    for (const p of group) {
       const groupOutcomes: AppendOutcome[] = [];
-      for (let i = 0; i < p.messages.length; i++) {
-        const m = p.messages[i]!;
-        const key = keys[i] ?? null;
+      for (let i = 0; i < p.rows.length; i++) {
+        const row = p.rows[i]!;
+        const key = p.keys[i] ?? null;
         const hexKey = key?.toString('hex');
         const earlier = hexKey === undefined ? undefined : (seenInGroup.get(hexKey) ?? inFlightKeys?.get(hexKey) ?? known.get(hexKey));
         if (earlier !== undefined) {
           groupOutcomes.push({ status: 'duplicate', seq: earlier });
           continue;
         }
-        const seq = this.nextSeq++;
-        const keyId = this.keyring.activeKeyId;
-        rows.push({
-          seq,
-          sourceId: m.sourceId,
-          receivedAt: m.receivedAt,
-          keyId,
-          sealed: this.keyring.seal(m.payload, rowAad(this.bufferId, seq, m.sourceId, keyId)),
-          meta: m.meta,
-          size: m.payload.length,
-          sha256: hashes[g]![i]!,
-          dedupe: key !== null,
-        });
+        rows.push(row);
         if (key && hexKey !== undefined) {
-          seenInGroup.set(hexKey, seq);
+          seenInGroup.set(hexKey, row.seq);
           // Added before the commit: if it fails, the filter only has a harmless false positive.
           this.recentKeys.add(key);
         }
-        groupOutcomes.push({ status: 'stored', seq });
+        groupOutcomes.push({ status: 'stored', seq: row.seq });
       }
       outcomes.push(groupOutcomes);
     }
@@ -465,16 +474,15 @@ export class MessageBuffer {
    * Earlier seqs of keys stored within their window. Only keys the in-memory filter cannot rule
    * out are looked up in SQL, so a commit of fresh messages costs no extra round trip.
    */
-  private async lookupDedupe(group: readonly PendingAppend[], keys: readonly (Buffer | null)[][], hashes: readonly Buffer[][], now: number): Promise<Map<string, number>> {
+  private async lookupDedupe(group: readonly PendingAppend[], now: number): Promise<Map<string, number>> {
     const found = new Map<string, number>();
-    for (let g = 0; g < group.length; g++) {
-      const p = group[g]!;
+    for (const p of group) {
       for (let i = 0; i < p.messages.length; i++) {
-        const key = keys[g]![i];
+        const key = p.keys[i];
         if (!key || (p.dedupeWindowMs <= this.maxDedupeWindowMs && !this.recentKeys.mightContain(key))) continue;
         const m = p.messages[i]!;
         this.dedupeLookup ??= await prepare(this.writer, 'SELECT seq, seen_at FROM dedupe WHERE source_id = ? AND control_id = ? AND sha256 = ?');
-        const [row] = await allStatement<{ seq: number; seen_at: number }>(this.dedupeLookup, [m.sourceId, m.meta.controlId, hashes[g]![i]!]);
+        const [row] = await allStatement<{ seq: number; seen_at: number }>(this.dedupeLookup, [m.sourceId, m.meta.controlId, p.rows[i]!.sha256]);
         if (row && row.seen_at >= now - p.dedupeWindowMs) found.set(key.toString('hex'), row.seq);
       }
     }
