@@ -52,6 +52,7 @@ export class Agent {
       path: paths.bufferFile,
       keyring,
       maxBytes: config.buffer.max_bytes,
+      maxDedupeWindowSecs: Math.max(1, ...config.sources.map((s) => s.dedupe_window_secs)),
       onCommit: (seconds, messages) => {
         metrics.commitSeconds.observe(seconds);
         metrics.commitMessages.observe(messages);

@@ -29,7 +29,7 @@ export class AgentMetrics {
     this.connectionsRefused = new Counter({ name: 'ferry_mllp_connections_refused_total', help: 'MLLP connections refused, by reason', labelNames: ['source', 'reason'], registers });
     this.commitSeconds = new Histogram({
       name: 'ferry_buffer_commit_seconds',
-      help: 'Duration of one buffer group commit (fsync included)',
+      help: 'Time SQLite takes to write one group commit, fsync included',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
