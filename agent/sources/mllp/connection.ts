@@ -64,7 +64,9 @@ export class MllpConnection {
   /** Stops reading new frames, lets the ones already read be answered, then closes. */
   drain(): Promise<void> {
     this.closing = true;
-    this.socket.pause();
+    // Keep reading and discard (onData ignores everything once closing): a paused socket never
+    // sees the peer's FIN behind unread bytes, so 'close' would wait for the shutdown deadline.
+    this.socket.resume();
     this.clearFrameTimer();
     if (this.queue.length === 0) this.socket.end();
     else this.drained = () => this.socket.end();
