@@ -61,7 +61,7 @@ export class MllpConnection {
     socket.on('close', () => this.clearFrameTimer());
   }
 
-  /** Stops reading new frames, lets the ones already read be answered, then closes. */
+  /** Takes no new frames, lets the ones already read be answered, then closes. */
   drain(): Promise<void> {
     this.closing = true;
     // Keep reading and discard (onData ignores everything once closing): a paused socket never
