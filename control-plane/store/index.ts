@@ -1,0 +1,21 @@
+// The control plane's message store: what agents deliver, sealed at rest, deduplicated on
+// (agent id, buffer id, seq), plus the agents' credentials. `MessageStore` is the interface the
+// rest of the control plane uses; `SqliteMessageStore` fills it (a PostgreSQL one will too).
+// Design notes: README.md beside this file.
+
+export {
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  type AgentRecord,
+  type AgentVerification,
+  type IncomingEnvelope,
+  type IngestResult,
+  type MessageMetadata,
+  type MessagePage,
+  type MessageQuery,
+  type MessageStore,
+  type MessageSummary,
+  type NewAgent,
+} from './types.js';
+export { StoreKeyring } from './keyring.js';
+export { SqliteMessageStore, STORE_FILE, STORE_KEY_FILE, type SqliteStoreOptions } from './sqlite/store.js';

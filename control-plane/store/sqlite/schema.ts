@@ -1,0 +1,68 @@
+// The control plane's SQLite tables. Payloads are sealed (AES-256-GCM, key id per row); every other
+// column is metadata the API may show.
+
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+  id          TEXT    PRIMARY KEY,
+  name        TEXT    NOT NULL,
+  policy_id   TEXT    NOT NULL,
+  secret_salt BLOB    NOT NULL,
+  secret_hash BLOB    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER
+);
+-- One row per (agent, buffer): the high-water mark the Welcome and each Ack report, updated in the
+-- same transaction as the batch's rows, so it never runs ahead of (or behind) what is stored, and
+-- it survives any later pruning of old messages.
+CREATE TABLE IF NOT EXISTS agent_buffers (
+  agent_id        TEXT    NOT NULL,
+  buffer_id       TEXT    NOT NULL,
+  committed_seq   INTEGER NOT NULL,
+  messages        INTEGER NOT NULL,
+  bytes           INTEGER NOT NULL,
+  first_commit_at INTEGER NOT NULL,
+  last_commit_at  INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, buffer_id)
+) WITHOUT ROWID;
+-- AUTOINCREMENT: ids are never reused, so a listing cursor never skips or repeats a row. The
+-- payload is the last column, so metadata reads do not touch its overflow pages.
+CREATE TABLE IF NOT EXISTS messages (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id         TEXT    NOT NULL,
+  buffer_id        TEXT    NOT NULL,
+  seq              INTEGER NOT NULL,
+  source_id        TEXT    NOT NULL,
+  received_at      INTEGER NOT NULL,
+  stored_at        INTEGER NOT NULL,
+  message_type     TEXT    NOT NULL,
+  trigger_event    TEXT    NOT NULL,
+  control_id       TEXT    NOT NULL,
+  sending_app      TEXT    NOT NULL,
+  sending_facility TEXT    NOT NULL,
+  version          TEXT    NOT NULL,
+  size             INTEGER NOT NULL,
+  sha256           BLOB    NOT NULL,
+  key_id           TEXT    NOT NULL,
+  payload          BLOB    NOT NULL,
+  UNIQUE (agent_id, buffer_id, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_agent ON messages (agent_id, id);
+CREATE INDEX IF NOT EXISTS messages_source ON messages (source_id, id);
+CREATE INDEX IF NOT EXISTS messages_type ON messages (message_type, trigger_event, id);
+CREATE INDEX IF NOT EXISTS messages_control_id ON messages (control_id);
+CREATE INDEX IF NOT EXISTS messages_received_at ON messages (received_at);
+`;
+
+/** Columns a listing reads (no payload). */
+export const SUMMARY_COLUMNS =
+  'id, agent_id, buffer_id, seq, source_id, received_at, stored_at, message_type, trigger_event, control_id, sending_app, sending_facility, version, size, sha256';
+
+export const INSERT_COLUMNS =
+  'agent_id, buffer_id, seq, source_id, received_at, stored_at, message_type, trigger_event, control_id, sending_app, sending_facility, version, size, sha256, key_id, payload';
+export const INSERT_COLUMN_COUNT = 16;

@@ -1,0 +1,348 @@
+// The MessageStore on SQLite: one file in the data directory, WAL, synchronous=FULL, payloads
+// sealed with AES-256-GCM. Design notes: ../README.md.
+//
+// Writes go through one connection, strictly one at a time (a promise queue): the sqlite3 driver
+// runs a connection's statements in order, so two interleaved transactions on it would mix. Reads
+// (listings, payloads, credential checks) use a second, read-only connection: they never see an
+// open transaction and never wait behind a commit.
+
+import { randomUUID } from 'node:crypto';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type sqlite3 from 'sqlite3';
+import { ControlPlaneError } from '../../errors.js';
+import { NO_AGENT_HASH, hashAgentSecret, newAgentSecret, secretMatches } from '../agent-secrets.js';
+import { checkBatch, checkIds } from '../batch-check.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import { StoreKeyring, payloadAad } from '../keyring.js';
+import {
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  type AgentRecord,
+  type AgentVerification,
+  type IncomingEnvelope,
+  type IngestResult,
+  type MessagePage,
+  type MessageQuery,
+  type MessageStore,
+  type MessageSummary,
+  type NewAgent,
+} from '../types.js';
+import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, SUMMARY_COLUMNS } from './schema.js';
+import { all, close, exec, finalize, get, getStatement, openDatabase, prepare, run, runStatement, type SqlValue } from './sqlite.js';
+
+export interface SqliteStoreOptions {
+  /** Holds store.db (and its -wal, -shm) and, unless keyFile says otherwise, store-keys.json. */
+  readonly dataDir: string;
+  readonly keyFile?: string;
+  /** Milliseconds since the epoch; injectable for tests. */
+  readonly now?: () => number;
+}
+
+export const STORE_FILE = 'store.db';
+export const STORE_KEY_FILE = 'store-keys.json';
+
+/** Rows per multi-row INSERT: 128 × 16 parameters stays far below SQLite's limit of 32766. */
+const MAX_ROWS_PER_STATEMENT = 128;
+
+export class SqliteMessageStore implements MessageStore {
+  private closed = false;
+  private writeTail: Promise<unknown> = Promise.resolve();
+  private readonly insertStatements = new Map<number, sqlite3.Statement>();
+  private readonly statements = new Map<string, sqlite3.Statement>();
+
+  private constructor(
+    private readonly writer: sqlite3.Database,
+    private readonly reader: sqlite3.Database,
+    private readonly keyring: StoreKeyring,
+    private readonly now: () => number,
+    readonly path: string,
+  ) {}
+
+  static async open(options: SqliteStoreOptions): Promise<SqliteMessageStore> {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    const keyring = StoreKeyring.loadOrCreate(options.keyFile ?? join(options.dataDir, STORE_KEY_FILE));
+    const path = join(options.dataDir, STORE_FILE);
+    // Create the file owner-only before SQLite does; its -wal and -shm files take the same mode.
+    closeSync(openSync(path, 'a', 0o600));
+    const writer = await openDatabase(path);
+    try {
+      await exec(writer, 'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;');
+      const mode = await get<{ journal_mode: string }>(writer, 'PRAGMA journal_mode');
+      if (mode?.journal_mode !== 'wal') throw new ControlPlaneError('store_io', `store ${path} could not switch to WAL mode`);
+      await exec(writer, SCHEMA_SQL);
+      await run(writer, "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?), ('schema_version', ?), ('created_at', ?)", [
+        randomUUID(),
+        String(SCHEMA_VERSION),
+        new Date().toISOString(),
+      ]);
+      const version = await get<{ value: string }>(writer, "SELECT value FROM meta WHERE key = 'schema_version'");
+      if (version?.value !== String(SCHEMA_VERSION)) {
+        throw new ControlPlaneError('store_io', `store ${path} has schema version ${version?.value ?? '(none)'}; this control plane reads version ${SCHEMA_VERSION}`);
+      }
+      const reader = await openDatabase(path, true);
+      await exec(reader, 'PRAGMA busy_timeout = 5000;');
+      return new SqliteMessageStore(writer, reader, keyring, options.now ?? Date.now, path);
+    } catch (err) {
+      await close(writer).catch(() => {});
+      throw err;
+    }
+  }
+
+  async ingestBatch(agentId: string, bufferId: string, envelopes: readonly IncomingEnvelope[]): Promise<IngestResult> {
+    this.assertOpen();
+    checkIds(agentId, bufferId);
+    checkBatch(envelopes);
+    // Sealed before taking the write turn, so this CPU work overlaps the commit in flight. The key
+    // id is fixed per batch: the AAD names it.
+    const keyId = this.keyring.activeKeyId;
+    const sealed = envelopes.map((e) => this.keyring.seal(e.payload, payloadAad(agentId, bufferId, e.seq, keyId)));
+    return this.serializeWrite(async () => {
+      const committed = await this.readCommitted(agentId, bufferId);
+      // Seqs are strictly increasing, so the resent part of a batch is a prefix.
+      let first = 0;
+      while (first < envelopes.length && envelopes[first]!.seq <= committed) first++;
+      if (first === envelopes.length) return { committedSeq: committed, stored: 0, duplicates: envelopes.length };
+      const storedAt = this.now();
+      let stored = 0;
+      let bytes = 0;
+      await run(this.writer, 'BEGIN IMMEDIATE');
+      try {
+        let offset = first;
+        while (offset < envelopes.length) {
+          const count = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(envelopes.length - offset));
+          stored += await this.insertChunk(agentId, bufferId, keyId, storedAt, envelopes, sealed, offset, count);
+          offset += count;
+        }
+        for (let i = first; i < envelopes.length; i++) bytes += envelopes[i]!.payload.length;
+        const top = envelopes[envelopes.length - 1]!.seq;
+        await runStatement(
+          await this.statement(
+            `INSERT INTO agent_buffers (agent_id, buffer_id, committed_seq, messages, bytes, first_commit_at, last_commit_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (agent_id, buffer_id) DO UPDATE SET committed_seq = MAX(committed_seq, excluded.committed_seq),
+               messages = messages + excluded.messages, bytes = bytes + excluded.bytes, last_commit_at = excluded.last_commit_at`,
+          ),
+          [agentId, bufferId, top, stored, bytes, storedAt, storedAt],
+        );
+        await run(this.writer, 'COMMIT');
+        return { committedSeq: Math.max(committed, top), stored, duplicates: envelopes.length - stored };
+      } catch (err) {
+        await run(this.writer, 'ROLLBACK').catch(() => {});
+        throw new ControlPlaneError('store_io', 'store commit failed; nothing of the batch was stored', { cause: err });
+      }
+    });
+  }
+
+  async committedSeq(agentId: string, bufferId: string): Promise<number> {
+    this.assertOpen();
+    const row = await get<{ committed_seq: number }>(this.reader, 'SELECT committed_seq FROM agent_buffers WHERE agent_id = ? AND buffer_id = ?', [agentId, bufferId]);
+    return row?.committed_seq ?? 0;
+  }
+
+  async listMessages(query: MessageQuery): Promise<MessagePage> {
+    this.assertOpen();
+    const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) throw new ControlPlaneError('query_invalid', `limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+    const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (cursor && query.order && cursor.order !== query.order) throw new ControlPlaneError('query_invalid', 'order differs from the order the cursor was issued for');
+    const order = cursor?.order ?? query.order ?? 'asc';
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    const add = (clause: string, ...values: SqlValue[]): void => {
+      where.push(clause);
+      params.push(...values);
+    };
+    if (query.agent !== undefined) add('agent_id = ?', query.agent);
+    if (query.source !== undefined) add('source_id = ?', query.source);
+    if (query.type !== undefined) {
+      const [type, trigger] = query.type.split('^', 2);
+      add('message_type = ?', type ?? '');
+      if (trigger !== undefined) add('trigger_event = ?', trigger);
+    }
+    if (query.controlId !== undefined) add('control_id = ?', query.controlId);
+    for (const [name, value] of [['since', query.since], ['until', query.until]] as const) {
+      if (value !== undefined && !Number.isSafeInteger(value)) throw new ControlPlaneError('query_invalid', `${name} must be milliseconds since the epoch`);
+    }
+    if (query.since !== undefined) add('received_at >= ?', query.since);
+    if (query.until !== undefined) add('received_at < ?', query.until);
+    if (cursor) add(order === 'asc' ? 'id > ?' : 'id < ?', cursor.afterId);
+    const rows = await all<Record<string, SqlValue>>(
+      this.reader,
+      `SELECT ${SUMMARY_COLUMNS} FROM messages ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`,
+      [...params, limit + 1],
+    );
+    const items = rows.slice(0, limit).map(toSummary);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor({ order, afterId: Number(last.id) }) : null };
+  }
+
+  async getPayload(id: string): Promise<Buffer | undefined> {
+    this.assertOpen();
+    if (!/^\d{1,16}$/.test(id)) return undefined;
+    const row = await get<{ agent_id: string; buffer_id: string; seq: number; key_id: string; payload: Buffer; sha256: Buffer }>(
+      this.reader,
+      'SELECT agent_id, buffer_id, seq, key_id, payload, sha256 FROM messages WHERE id = ?',
+      [Number(id)],
+    );
+    if (!row) return undefined;
+    return this.keyring.open(row.key_id, row.payload, payloadAad(row.agent_id, row.buffer_id, row.seq, row.key_id));
+  }
+
+  async createAgent(input: { readonly name: string; readonly policyId: string }): Promise<NewAgent> {
+    this.assertOpen();
+    const id = randomUUID();
+    const secret = newAgentSecret();
+    const { salt, hash } = hashAgentSecret(secret);
+    await this.serializeWrite(() =>
+      run(this.writer, 'INSERT INTO agents (id, name, policy_id, secret_salt, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [id, input.name, input.policyId, salt, hash, this.now()]),
+    );
+    return { id, secret };
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | undefined> {
+    this.assertOpen();
+    const row = await get<AgentRow>(this.reader, 'SELECT id, name, policy_id, created_at, revoked_at, secret_salt, secret_hash FROM agents WHERE id = ?', [id]);
+    return row ? toAgent(row) : undefined;
+  }
+
+  async verifyAgentSecret(id: string, secret: string): Promise<AgentVerification> {
+    this.assertOpen();
+    const row = await get<AgentRow>(this.reader, 'SELECT id, name, policy_id, created_at, revoked_at, secret_salt, secret_hash FROM agents WHERE id = ?', [id]);
+    const matches = secretMatches(secret, row ? { salt: row.secret_salt, hash: row.secret_hash } : NO_AGENT_HASH);
+    if (!row) return { status: 'unknown_agent' };
+    if (!matches) return { status: 'wrong_secret' };
+    if (row.revoked_at !== null) return { status: 'revoked' };
+    return { status: 'ok', agent: toAgent(row) };
+  }
+
+  async revokeAgent(id: string): Promise<boolean> {
+    this.assertOpen();
+    const now = this.now();
+    await this.serializeWrite(() => run(this.writer, 'UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id]));
+    return (await this.getAgent(id)) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writeTail.catch(() => {});
+    for (const stmt of [...this.insertStatements.values(), ...this.statements.values()]) await finalize(stmt);
+    this.insertStatements.clear();
+    this.statements.clear();
+    await exec(this.writer, 'PRAGMA wal_checkpoint(TRUNCATE);').catch(() => {});
+    await close(this.reader);
+    await close(this.writer);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ControlPlaneError('store_closed', 'store is closed');
+  }
+
+  /** Runs write operations one after another on the writer connection. */
+  private serializeWrite<T>(op: () => Promise<T>): Promise<T> {
+    const result = this.writeTail.then(op);
+    this.writeTail = result.catch(() => {});
+    return result;
+  }
+
+  /** Inside the write turn: the writer sees every commit, including the one just made. */
+  private async readCommitted(agentId: string, bufferId: string): Promise<number> {
+    const stmt = await this.statement('SELECT committed_seq FROM agent_buffers WHERE agent_id = ? AND buffer_id = ?');
+    const row = await getStatement<{ committed_seq: number }>(stmt, [agentId, bufferId]);
+    return row?.committed_seq ?? 0;
+  }
+
+  /** One multi-row INSERT; a row already stored (same agent, buffer, seq) is skipped, nothing else is. */
+  private async insertChunk(
+    agentId: string,
+    bufferId: string,
+    keyId: string,
+    storedAt: number,
+    envelopes: readonly IncomingEnvelope[],
+    sealed: readonly Buffer[],
+    offset: number,
+    count: number,
+  ): Promise<number> {
+    let stmt = this.insertStatements.get(count);
+    if (!stmt) {
+      const row = `(${new Array<string>(INSERT_COLUMN_COUNT).fill('?').join(',')})`;
+      stmt = await prepare(
+        this.writer,
+        `INSERT INTO messages (${INSERT_COLUMNS}) VALUES ${new Array<string>(count).fill(row).join(',')} ON CONFLICT (agent_id, buffer_id, seq) DO NOTHING`,
+      );
+      this.insertStatements.set(count, stmt);
+    }
+    const params = new Array<SqlValue>(count * INSERT_COLUMN_COUNT);
+    let j = 0;
+    for (let i = offset; i < offset + count; i++) {
+      const e = envelopes[i]!;
+      const m = e.metadata;
+      params[j++] = agentId;
+      params[j++] = bufferId;
+      params[j++] = e.seq;
+      params[j++] = e.sourceId;
+      params[j++] = e.receivedAtMs;
+      params[j++] = storedAt;
+      params[j++] = m.messageType;
+      params[j++] = m.triggerEvent;
+      params[j++] = m.controlId;
+      params[j++] = m.sendingApplication;
+      params[j++] = m.sendingFacility;
+      params[j++] = m.version;
+      params[j++] = e.payload.length;
+      params[j++] = e.sha256;
+      params[j++] = keyId;
+      params[j++] = sealed[i]!;
+    }
+    return (await runStatement(stmt, params)).changes;
+  }
+
+  private async statement(sql: string): Promise<sqlite3.Statement> {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = await prepare(this.writer, sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+}
+
+interface AgentRow {
+  readonly id: string;
+  readonly name: string;
+  readonly policy_id: string;
+  readonly created_at: number;
+  readonly revoked_at: number | null;
+  readonly secret_salt: Buffer;
+  readonly secret_hash: Buffer;
+}
+
+function toAgent(row: AgentRow): AgentRecord {
+  return { id: row.id, name: row.name, policyId: row.policy_id, createdAt: row.created_at, revokedAt: row.revoked_at };
+}
+
+function toSummary(row: Record<string, SqlValue>): MessageSummary {
+  return {
+    id: String(row.id),
+    agentId: String(row.agent_id),
+    bufferId: String(row.buffer_id),
+    sourceId: String(row.source_id),
+    seq: Number(row.seq),
+    receivedAt: Number(row.received_at),
+    storedAt: Number(row.stored_at),
+    messageType: String(row.message_type),
+    triggerEvent: String(row.trigger_event),
+    controlId: String(row.control_id),
+    sendingApplication: String(row.sending_app),
+    sendingFacility: String(row.sending_facility),
+    version: String(row.version),
+    size: Number(row.size),
+    sha256: (row.sha256 as Buffer).toString('hex'),
+  };
+}
+
+function previousPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
