@@ -1,14 +1,167 @@
 #!/usr/bin/env node
-// ferry-control-plane: placeholder until the control-plane issue lands (gRPC ingest, HTTP API, MQTT).
+// ferry-control-plane: the command line. `serve` runs the store, the HTTP API and the gRPC ingest in
+// one process; `validate` checks a config file without starting anything.
+
+import { parseArgs } from 'node:util';
+import { formatProblems, loadConfigFile, parseListen, validateConfig, type ControlPlaneConfig } from './config/index.js';
+import { createLogger } from './log.js';
+import { ControlPlane } from './control-plane.js';
 
 const VERSION = '0.1.0';
 
-const [command] = process.argv.slice(2);
-if (command === 'version') {
-  process.stdout.write(`${VERSION}\n`);
-} else {
-  process.stderr.write(
-    'ferry-control-plane: not built yet. The agent (ferry-agent) buffers every message durably until the control plane exists.\n',
-  );
-  process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+const USAGE = `ferry-control-plane ${VERSION}: the Ferry control plane (HTTP API, gRPC ingest, message store)
+
+Usage:
+  ferry-control-plane serve [--config FILE] [--data-dir DIR] [--http-port 8080] [--grpc-port 50051]
+                            [--mqtt-port 1883 | --mqtt-url URL]
+  ferry-control-plane validate --config FILE     check a config file; every problem is listed
+  ferry-control-plane version
+`;
+
+type Flags = Record<string, string | boolean | undefined>;
+
+class UsageError extends Error {}
+
+function parse(argv: string[]): { command: string | undefined; flags: Flags } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'data-dir': { type: 'string' },
+        'http-port': { type: 'string' },
+        'grpc-port': { type: 'string' },
+        'mqtt-port': { type: 'string' },
+        'mqtt-url': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    return { command: positionals[0], flags: values };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
+
+function port(flags: Flags, name: string): number | undefined {
+  const v = flags[name];
+  if (typeof v !== 'string') return undefined;
+  const n = Number(v);
+  if (!/^\d{1,5}$/.test(v) || n > 65535) throw new UsageError(`--${name} must be a port number 0-65535`);
+  return n;
+}
+
+function withPort(listen: string, p: number | undefined): string {
+  if (p === undefined) return listen;
+  const host = parseListen(listen)?.host ?? '0.0.0.0';
+  return `${host.includes(':') ? `[${host}]` : host}:${p}`;
+}
+
+/** The file (or the defaults), then the flags over it. */
+export function resolveConfig(flags: Flags): ControlPlaneConfig {
+  const file = typeof flags.config === 'string' ? flags.config : undefined;
+  const result = file ? loadConfigFile(file) : validateConfig({});
+  if (!result.ok) throw new UsageError(`${file ?? 'configuration'} is invalid:\n${formatProblems(result.problems)}`);
+  const c = result.config;
+  if (flags['mqtt-port'] !== undefined && flags['mqtt-url'] !== undefined) throw new UsageError('--mqtt-port and --mqtt-url exclude each other');
+  const mqttPort = port(flags, 'mqtt-port');
+  return {
+    ...c,
+    data_dir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : c.data_dir,
+    http: { listen: withPort(c.http.listen, port(flags, 'http-port')) },
+    grpc: { listen: withPort(c.grpc.listen, port(flags, 'grpc-port')) },
+    mqtt:
+      typeof flags['mqtt-url'] === 'string'
+        ? { url: flags['mqtt-url'] }
+        : mqttPort !== undefined
+          ? { listen: withPort(c.mqtt.listen ?? '0.0.0.0:1883', mqttPort) }
+          : c.mqtt,
+  };
+}
+
+async function serveCommand(flags: Flags): Promise<number> {
+  const config = resolveConfig(flags);
+  const log = createLogger(config.log_level);
+  let cp: ControlPlane;
+  try {
+    cp = await ControlPlane.start(config, { log, version: VERSION });
+  } catch (err) {
+    log.fatal({ err: { name: (err as Error).name, code: (err as { code?: unknown }).code, message: (err as Error).message } }, 'control plane failed to start');
+    log.flush();
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const shutdown = (signal: string): void => {
+      if (signalled) {
+        log.warn({ signal }, 'second signal: exiting without waiting');
+        log.flush();
+        process.exit(130);
+      }
+      signalled = true;
+      log.info({ signal }, 'shutdown requested');
+      cp.stop().then(
+        () => {
+          log.flush();
+          resolve(0);
+        },
+        (err: unknown) => {
+          log.error({ err: { message: (err as Error).message } }, 'shutdown did not complete cleanly');
+          log.flush();
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+  });
+}
+
+function validateCommand(flags: Flags): number {
+  if (typeof flags.config !== 'string') throw new UsageError('validate needs --config FILE');
+  const result = loadConfigFile(flags.config);
+  if (!result.ok) {
+    process.stderr.write(`${flags.config} is invalid (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}\n`);
+    return 1;
+  }
+  const c = result.config;
+  process.stdout.write(`${flags.config} is valid: data_dir ${c.data_dir}, http ${c.http.listen}, grpc ${c.grpc.listen}\n`);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    const { command, flags } = parse(argv);
+    if (flags.help || command === undefined || command === 'help') {
+      process.stdout.write(USAGE);
+      return command === undefined && !flags.help ? 2 : 0;
+    }
+    switch (command) {
+      case 'serve':
+        return await serveCommand(flags);
+      case 'validate':
+        return validateCommand(flags);
+      case 'version':
+        process.stdout.write(`${VERSION}\n`);
+        return 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`ferry-control-plane: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`ferry-control-plane: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

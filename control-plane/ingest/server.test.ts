@@ -320,6 +320,17 @@ describe('IngestServer: streaming', () => {
     expect(await second.ack()).toBe(6);
     await second.finish();
   });
+
+  it('reports which agents have a stream open (after Hello), and forgets them when it ends', async () => {
+    expect(server.connectedAgents().size).toBe(0);
+    const s = open();
+    expect(server.connectedAgents().size).toBe(0);
+    s.hello('buf-9');
+    await s.welcome();
+    expect([...server.connectedAgents()]).toEqual([[agent.id, { bufferId: 'buf-9' }]]);
+    await s.finish();
+    await expect.poll(() => server.connectedAgents().size).toBe(0);
+  });
 });
 
 describe('IngestServer: lifecycle', () => {

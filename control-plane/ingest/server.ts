@@ -68,6 +68,13 @@ export class IngestServer {
     return { host: hostOf(this.config.listen), port: this.port };
   }
 
+  /** Agents with an authenticated stream open now (Hello accepted), with the buffer they deliver from. */
+  connectedAgents(): ReadonlyMap<string, { readonly bufferId: string }> {
+    const out = new Map<string, { bufferId: string }>();
+    for (const [agentId, s] of this.byAgent) if (!s.isClosed && s.bufferId !== undefined) out.set(agentId, { bufferId: s.bufferId });
+    return out;
+  }
+
   async start(): Promise<void> {
     this.setHealth('starting', `binding ${this.config.listen}`);
     const server = new Server({

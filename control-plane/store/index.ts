@@ -4,9 +4,21 @@
 // Design notes: README.md beside this file.
 
 export {
+  API_ROLES,
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
+  type AgentBufferStats,
   type AgentRecord,
+  type ApiRole,
+  type ApiTokenIdentity,
+  type AuditEntry,
+  type AuditInput,
+  type AuditPage,
+  type EnrollmentTokenCheck,
+  type EnrollmentTokenRecord,
+  type IssuedApiToken,
+  type IssuedEnrollmentToken,
+  type NewEnrollmentTokenInput,
   type AgentVerification,
   type IncomingEnvelope,
   type IngestResult,

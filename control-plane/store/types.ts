@@ -84,6 +84,91 @@ export interface AgentRecord {
   readonly policyId: string;
   readonly createdAt: number;
   readonly revokedAt: number | null;
+  /** Last time the agent was heard from (a commit or a status), ms since the epoch; null if never. */
+  readonly lastSeen: number | null;
+}
+
+/** Delivery totals of one (agent, buffer), kept in the same transaction as the batch's rows. */
+export interface AgentBufferStats {
+  readonly agentId: string;
+  readonly bufferId: string;
+  readonly committedSeq: number;
+  readonly messages: number;
+  readonly bytes: number;
+  readonly firstCommitAt: number;
+  readonly lastCommitAt: number;
+}
+
+export type ApiRole = 'admin' | 'operator' | 'viewer';
+export const API_ROLES: readonly ApiRole[] = ['viewer', 'operator', 'admin'];
+
+export interface NewEnrollmentTokenInput {
+  /** Default 'default'. */
+  readonly policyId?: string;
+  /** Default 24 h. */
+  readonly expiresInSecs?: number;
+  /** Default 1. */
+  readonly maxUses?: number;
+  /** Who made it (an API token id), for the record. */
+  readonly createdBy: string;
+}
+
+export interface EnrollmentTokenRecord {
+  readonly id: string;
+  readonly policyId: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly maxUses: number;
+  readonly uses: number;
+  readonly revokedAt: number | null;
+  readonly createdBy: string;
+}
+
+export interface IssuedEnrollmentToken extends EnrollmentTokenRecord {
+  /** Shown once; only its hash is kept. */
+  readonly token: string;
+}
+
+export type EnrollmentTokenCheck =
+  | { readonly status: 'ok'; readonly tokenId: string; readonly policyId: string }
+  | { readonly status: 'unknown' | 'expired' | 'used_up' | 'revoked' };
+
+export interface IssuedApiToken {
+  readonly id: string;
+  readonly name: string;
+  readonly role: ApiRole;
+  /** Shown once; only its hash is kept. */
+  readonly token: string;
+}
+
+export interface ApiTokenIdentity {
+  readonly tokenId: string;
+  readonly name: string;
+  readonly role: ApiRole;
+}
+
+export interface AuditInput {
+  /** Who: an API token id (`token:<id>`), an agent (`agent:<id>`), or `system`. */
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  /** Small JSON facts; never message content, tokens or secrets. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+export interface AuditEntry {
+  readonly id: string;
+  /** ms since the epoch */
+  readonly at: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+export interface AuditPage {
+  readonly items: readonly AuditEntry[];
+  readonly nextCursor: string | null;
 }
 
 export interface NewAgent {
@@ -121,6 +206,28 @@ export interface MessageStore {
   verifyAgentSecret(id: string, secret: string): Promise<AgentVerification>;
   /** Revokes the agent's credentials; false when there is no such agent. */
   revokeAgent(id: string): Promise<boolean>;
+  /** Every agent, oldest first. */
+  listAgents(): Promise<AgentRecord[]>;
+  /** Records that the agent was heard from (kept as the latest time seen). */
+  markAgentSeen(id: string, atMs: number): Promise<void>;
+  /** Per-buffer delivery totals, of one agent or of all. */
+  bufferStats(agentId?: string): Promise<AgentBufferStats[]>;
+
+  createEnrollmentToken(input: NewEnrollmentTokenInput): Promise<IssuedEnrollmentToken>;
+  /** Marks the token revoked; false when there is no such token. Revoking twice is fine. */
+  revokeEnrollmentToken(id: string): Promise<boolean>;
+  /** Atomically checks the token and counts one use if it is usable; says why it is not. */
+  consumeEnrollmentToken(token: string): Promise<EnrollmentTokenCheck>;
+
+  createApiToken(input: { readonly name: string; readonly role: ApiRole }): Promise<IssuedApiToken>;
+  /** The token's identity, or undefined for an unknown or revoked token. */
+  verifyApiToken(token: string): Promise<ApiTokenIdentity | undefined>;
+  countApiTokens(): Promise<number>;
+
+  /** Appends one entry to the audit log (never updated, never deleted). */
+  audit(entry: AuditInput): Promise<AuditEntry>;
+  /** Newest first, keyset-paged like listMessages. */
+  listAudit(query: { readonly limit?: number; readonly cursor?: string }): Promise<AuditPage>;
 
   /** Waits for writes in flight, then closes. */
   close(): Promise<void>;

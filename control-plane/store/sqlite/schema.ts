@@ -1,7 +1,7 @@
 // The control plane's SQLite tables. Payloads are sealed (AES-256-GCM, key id per row); every other
 // column is metadata the API may show.
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -15,7 +15,38 @@ CREATE TABLE IF NOT EXISTS agents (
   secret_salt BLOB    NOT NULL,
   secret_hash BLOB    NOT NULL,
   created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER,
+  last_seen   INTEGER
+);
+-- Tokens (enrollment and API) are random 256-bit strings; only their SHA-256 is kept, and a
+-- lookup by that hash is the check (a preimage of a random 256-bit value cannot be found).
+CREATE TABLE IF NOT EXISTS enrollment_tokens (
+  id          TEXT    PRIMARY KEY,
+  token_hash  BLOB    NOT NULL UNIQUE,
+  policy_id   TEXT    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  created_by  TEXT    NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  max_uses    INTEGER NOT NULL,
+  uses        INTEGER NOT NULL DEFAULT 0,
   revoked_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id          TEXT    PRIMARY KEY,
+  token_hash  BLOB    NOT NULL UNIQUE,
+  name        TEXT    NOT NULL,
+  role        TEXT    NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER
+);
+-- Append-only: the store has no statement that updates or deletes a row here.
+CREATE TABLE IF NOT EXISTS audit_log (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      INTEGER NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL,
+  target  TEXT    NOT NULL,
+  details TEXT    NOT NULL
 );
 -- One row per (agent, buffer): the high-water mark the Welcome and each Ack report, updated in the
 -- same transaction as the batch's rows, so it never runs ahead of (or behind) what is stored, and
@@ -58,6 +89,11 @@ CREATE INDEX IF NOT EXISTS messages_type ON messages (message_type, trigger_even
 CREATE INDEX IF NOT EXISTS messages_control_id ON messages (control_id);
 CREATE INDEX IF NOT EXISTS messages_received_at ON messages (received_at);
 `;
+
+/** Statements that bring an older store up to SCHEMA_VERSION (the CREATE IF NOT EXISTS above adds new tables). */
+export const MIGRATIONS: Readonly<Record<number, string>> = {
+  1: 'ALTER TABLE agents ADD COLUMN last_seen INTEGER;',
+};
 
 /** Columns a listing reads (no payload). */
 export const SUMMARY_COLUMNS =

@@ -18,7 +18,17 @@ import { StoreKeyring, payloadAad } from '../keyring.js';
 import {
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
+  type AgentBufferStats,
   type AgentRecord,
+  type ApiRole,
+  type ApiTokenIdentity,
+  type AuditEntry,
+  type AuditInput,
+  type AuditPage,
+  type EnrollmentTokenCheck,
+  type IssuedApiToken,
+  type IssuedEnrollmentToken,
+  type NewEnrollmentTokenInput,
   type AgentVerification,
   type IncomingEnvelope,
   type IngestResult,
@@ -28,7 +38,8 @@ import {
   type MessageSummary,
   type NewAgent,
 } from '../types.js';
-import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, SUMMARY_COLUMNS } from './schema.js';
+import * as admin from './admin.js';
+import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, SUMMARY_COLUMNS } from './schema.js';
 import { all, close, exec, finalize, get, getStatement, openDatabase, prepare, run, runStatement, type SqlValue } from './sqlite.js';
 
 export interface SqliteStoreOptions {
@@ -50,6 +61,7 @@ export class SqliteMessageStore implements MessageStore {
   private writeTail: Promise<unknown> = Promise.resolve();
   private readonly insertStatements = new Map<number, sqlite3.Statement>();
   private readonly statements = new Map<string, sqlite3.Statement>();
+  private readonly admin: admin.AdminContext;
 
   private constructor(
     private readonly writer: sqlite3.Database,
@@ -57,7 +69,9 @@ export class SqliteMessageStore implements MessageStore {
     private readonly keyring: StoreKeyring,
     private readonly now: () => number,
     readonly path: string,
-  ) {}
+  ) {
+    this.admin = { writer, reader, now, serializeWrite: (op) => this.serializeWrite(op) };
+  }
 
   static async open(options: SqliteStoreOptions): Promise<SqliteMessageStore> {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -76,6 +90,7 @@ export class SqliteMessageStore implements MessageStore {
         String(SCHEMA_VERSION),
         new Date().toISOString(),
       ]);
+      await migrate(writer);
       const version = await get<{ value: string }>(writer, "SELECT value FROM meta WHERE key = 'schema_version'");
       if (version?.value !== String(SCHEMA_VERSION)) {
         throw new ControlPlaneError('store_io', `store ${path} has schema version ${version?.value ?? '(none)'}; this control plane reads version ${SCHEMA_VERSION}`);
@@ -201,13 +216,13 @@ export class SqliteMessageStore implements MessageStore {
 
   async getAgent(id: string): Promise<AgentRecord | undefined> {
     this.assertOpen();
-    const row = await get<AgentRow>(this.reader, 'SELECT id, name, policy_id, created_at, revoked_at, secret_salt, secret_hash FROM agents WHERE id = ?', [id]);
+    const row = await get<AgentRow>(this.reader, `SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`, [id]);
     return row ? toAgent(row) : undefined;
   }
 
   async verifyAgentSecret(id: string, secret: string): Promise<AgentVerification> {
     this.assertOpen();
-    const row = await get<AgentRow>(this.reader, 'SELECT id, name, policy_id, created_at, revoked_at, secret_salt, secret_hash FROM agents WHERE id = ?', [id]);
+    const row = await get<AgentRow>(this.reader, `SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`, [id]);
     const matches = secretMatches(secret, row ? { salt: row.secret_salt, hash: row.secret_hash } : NO_AGENT_HASH);
     if (!row) return { status: 'unknown_agent' };
     if (!matches) return { status: 'wrong_secret' };
@@ -220,6 +235,74 @@ export class SqliteMessageStore implements MessageStore {
     const now = this.now();
     await this.serializeWrite(() => run(this.writer, 'UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id]));
     return (await this.getAgent(id)) !== undefined;
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    this.assertOpen();
+    return (await all<AgentRow>(this.reader, `SELECT ${AGENT_COLUMNS} FROM agents ORDER BY created_at, id`)).map(toAgent);
+  }
+
+  async markAgentSeen(id: string, atMs: number): Promise<void> {
+    this.assertOpen();
+    await this.serializeWrite(() => run(this.writer, 'UPDATE agents SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE id = ?', [atMs, id]));
+  }
+
+  async bufferStats(agentId?: string): Promise<AgentBufferStats[]> {
+    this.assertOpen();
+    const rows = await all<{ agent_id: string; buffer_id: string; committed_seq: number; messages: number; bytes: number; first_commit_at: number; last_commit_at: number }>(
+      this.reader,
+      `SELECT agent_id, buffer_id, committed_seq, messages, bytes, first_commit_at, last_commit_at FROM agent_buffers ${agentId === undefined ? '' : 'WHERE agent_id = ?'} ORDER BY agent_id, first_commit_at`,
+      agentId === undefined ? [] : [agentId],
+    );
+    return rows.map((r) => ({
+      agentId: r.agent_id,
+      bufferId: r.buffer_id,
+      committedSeq: r.committed_seq,
+      messages: r.messages,
+      bytes: r.bytes,
+      firstCommitAt: r.first_commit_at,
+      lastCommitAt: r.last_commit_at,
+    }));
+  }
+
+  createEnrollmentToken(input: NewEnrollmentTokenInput): Promise<IssuedEnrollmentToken> {
+    this.assertOpen();
+    return admin.createEnrollmentToken(this.admin, input);
+  }
+
+  revokeEnrollmentToken(id: string): Promise<boolean> {
+    this.assertOpen();
+    return admin.revokeEnrollmentToken(this.admin, id);
+  }
+
+  consumeEnrollmentToken(token: string): Promise<EnrollmentTokenCheck> {
+    this.assertOpen();
+    return admin.consumeEnrollmentToken(this.admin, token);
+  }
+
+  createApiToken(input: { readonly name: string; readonly role: ApiRole }): Promise<IssuedApiToken> {
+    this.assertOpen();
+    return admin.createApiToken(this.admin, input);
+  }
+
+  verifyApiToken(token: string): Promise<ApiTokenIdentity | undefined> {
+    this.assertOpen();
+    return admin.verifyApiToken(this.admin, token);
+  }
+
+  countApiTokens(): Promise<number> {
+    this.assertOpen();
+    return admin.countApiTokens(this.admin);
+  }
+
+  audit(entry: AuditInput): Promise<AuditEntry> {
+    this.assertOpen();
+    return admin.appendAudit(this.admin, entry);
+  }
+
+  listAudit(query: { readonly limit?: number; readonly cursor?: string }): Promise<AuditPage> {
+    this.assertOpen();
+    return admin.listAudit(this.admin, query);
   }
 
   async close(): Promise<void> {
@@ -307,18 +390,37 @@ export class SqliteMessageStore implements MessageStore {
   }
 }
 
+const AGENT_COLUMNS = 'id, name, policy_id, created_at, revoked_at, last_seen, secret_salt, secret_hash';
+
+/** Brings a store made by an older version up to SCHEMA_VERSION, one step per version, each in its own transaction. */
+async function migrate(db: sqlite3.Database): Promise<void> {
+  for (;;) {
+    const row = await get<{ value: string }>(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+    const from = Number(row?.value);
+    const step = MIGRATIONS[from];
+    if (step === undefined || from >= SCHEMA_VERSION) return;
+    try {
+      await exec(db, `BEGIN IMMEDIATE; ${step} UPDATE meta SET value = '${from + 1}' WHERE key = 'schema_version'; COMMIT;`);
+    } catch (err) {
+      await exec(db, 'ROLLBACK').catch(() => {});
+      throw new ControlPlaneError('store_io', `upgrading the store from schema version ${from} failed; it is unchanged`, { cause: err });
+    }
+  }
+}
+
 interface AgentRow {
   readonly id: string;
   readonly name: string;
   readonly policy_id: string;
   readonly created_at: number;
   readonly revoked_at: number | null;
+  readonly last_seen: number | null;
   readonly secret_salt: Buffer;
   readonly secret_hash: Buffer;
 }
 
 function toAgent(row: AgentRow): AgentRecord {
-  return { id: row.id, name: row.name, policyId: row.policy_id, createdAt: row.created_at, revokedAt: row.revoked_at };
+  return { id: row.id, name: row.name, policyId: row.policy_id, createdAt: row.created_at, revokedAt: row.revoked_at, lastSeen: row.last_seen };
 }
 
 function toSummary(row: Record<string, SqlValue>): MessageSummary {

@@ -1,0 +1,84 @@
+// Wiring and lifecycle of the control-plane process: store, gRPC ingest and HTTP API in one
+// process. start() opens them in that order; stop() closes HTTP, drains gRPC (tryShutdown, then
+// force at the deadline), then closes the store.
+
+import { chmodSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createAdaptorServer } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { ControlPlaneConfig } from './config/index.js';
+import { parseListen } from './config/index.js';
+import { ControlPlaneError } from './errors.js';
+import { createApp, createMetrics } from './http/index.js';
+import { IngestServer } from './ingest/index.js';
+import type { Logger } from './log.js';
+import { SqliteMessageStore, type MessageStore } from './store/index.js';
+
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+export class ControlPlane {
+  private constructor(
+    readonly store: MessageStore,
+    readonly ingest: IngestServer,
+    private readonly http: Server,
+    private readonly config: ControlPlaneConfig,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: ControlPlaneConfig, deps: { log: Logger; version: string }): Promise<ControlPlane> {
+    const log = deps.log;
+    const store = await SqliteMessageStore.open({ dataDir: config.data_dir });
+    let ingest: IngestServer | undefined;
+    try {
+      await ensureAdminToken(store, config.data_dir, log);
+      if (config.mqtt.listen !== undefined || config.mqtt.url !== undefined) {
+        log.warn({ component: 'fleet' }, 'the MQTT fleet bus is not built yet; the mqtt settings are accepted and ignored');
+      }
+      ingest = new IngestServer({ listen: config.grpc.listen }, { store, log });
+      await ingest.start();
+      const ingestRef = ingest;
+      const metrics = createMetrics({ processMetrics: true, ingestCounters: () => ingestRef.counters });
+      const app = createApp({ store, log, ingest }, { version: deps.version, metrics });
+      const http = createAdaptorServer({ fetch: app.fetch }) as Server;
+      const listen = parseListen(config.http.listen)!;
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', (err) => reject(new ControlPlaneError('listen_failed', `HTTP cannot listen on ${config.http.listen}: ${err.message}`, { cause: err })));
+        http.listen(listen.port, listen.host, () => resolve());
+      });
+      const httpAddr = http.address() as AddressInfo;
+      const grpcAddr = ingest.address()!;
+      log.info(
+        { http: { host: httpAddr.address, port: httpAddr.port }, grpc: { host: grpcAddr.host, port: grpcAddr.port }, data_dir: config.data_dir, version: deps.version },
+        'control plane started',
+      );
+      return new ControlPlane(store, ingest, http, config, log);
+    } catch (err) {
+      await ingest?.stop(Date.now() + 1000).catch(() => {});
+      await store.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const deadline = Date.now() + this.config.shutdown_timeout_secs * 1000;
+    const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeIdleConnections();
+    const force = setTimeout(() => this.http.closeAllConnections(), Math.max(0, deadline - Date.now()));
+    await Promise.all([httpClosed, this.ingest.stop(deadline)]);
+    clearTimeout(force);
+    await this.store.close();
+    this.log.info('control plane stopped');
+  }
+}
+
+/** On the first start (no API token yet) makes an admin token and writes it owner-only to DATA_DIR/admin-token; logs the path, never the token. */
+async function ensureAdminToken(store: MessageStore, dataDir: string, log: Logger): Promise<void> {
+  if ((await store.countApiTokens()) > 0) return;
+  const path = join(dataDir, ADMIN_TOKEN_FILE);
+  const issued = await store.createApiToken({ name: 'initial-admin', role: 'admin' });
+  writeFileSync(path, `${issued.token}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600); // a file left over from elsewhere keeps its mode otherwise
+  await store.audit({ actor: 'system', action: 'api_token.created', target: `api_token:${issued.id}`, details: { role: 'admin', file: path } });
+  log.info({ path, token_id: issued.id }, `first start: an admin API token was written to ${path} (mode 0600); use it as "Authorization: Bearer <token>"`);
+}
