@@ -12,7 +12,13 @@ export type FerryErrorCode =
   | 'buffer_closed'
   | 'buffer_io'
   | 'listen_failed'
-  | 'admin_unreachable';
+  | 'admin_unreachable'
+  | 'credentials_invalid'
+  | 'credentials_permissions'
+  | 'credentials_exist'
+  | 'enroll_refused'
+  | 'enroll_unreachable'
+  | 'enroll_failed';
 
 export class FerryError extends Error {
   constructor(

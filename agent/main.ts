@@ -2,10 +2,12 @@
 // ferry-agent: the command line. Each subcommand validates its input whole before doing anything.
 
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent, agentPaths } from './agent.js';
 import { Keyring, checkBuffer } from './buffer/index.js';
 import { formatProblems, loadConfigFile, parseListen, validateConfig, type AgentConfig } from './config/index.js';
+import { enroll, readEnrollmentToken } from './enroll/index.js';
 import { FerryError } from './errors.js';
 import { ackCodeFor, isSingleMessage, parseHeader, splitMessages } from './hl7/index.js';
 import { frame } from './sources/mllp/decoder.js';
@@ -16,6 +18,9 @@ import { VERSION } from './version.js';
 const USAGE = `ferry-agent ${VERSION}: HL7 v2 edge agent (MLLP in, encrypted store-and-forward buffer)
 
 Usage:
+  ferry-agent enroll --control-plane URL --token-file FILE [--config FILE | --data-dir DIR] [--name NAME] [--force]
+                                                       register with a control plane (token from FILE, - for stdin,
+                                                       or FERRY_ENROLLMENT_TOKEN); keeps the credentials in DATA_DIR
   ferry-agent run [--config FILE] [--data-dir DIR]     run the agent
   ferry-agent validate --config FILE                   check a config file; every problem is listed
   ferry-agent status [--config FILE] [--admin URL] [--json]
@@ -39,6 +44,10 @@ function parse(argv: string[]): { command: string | undefined; flags: Flags; pos
       'data-dir': { type: 'string' },
       admin: { type: 'string' },
       to: { type: 'string' },
+      'control-plane': { type: 'string' },
+      'token-file': { type: 'string' },
+      name: { type: 'string' },
+      force: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -98,6 +107,28 @@ async function runCommand(flags: Flags): Promise<number> {
   });
 }
 
+async function enrollCommand(flags: Flags): Promise<number> {
+  const url = flags['control-plane'];
+  if (typeof url !== 'string') {
+    process.stderr.write('enroll needs --control-plane URL and --token-file FILE (or - for standard input, or FERRY_ENROLLMENT_TOKEN)\n');
+    return 2;
+  }
+  const config = resolveConfig(flags);
+  const token = await readEnrollmentToken(typeof flags['token-file'] === 'string' ? flags['token-file'] : undefined, process.env);
+  const result = await enroll({
+    controlPlaneUrl: url,
+    token,
+    name: typeof flags.name === 'string' ? flags.name : hostname(),
+    dataDir: config.data_dir,
+    force: flags.force === true,
+  });
+  process.stdout.write(
+    `enrolled as agent ${result.agentId}; credentials saved in ${result.credentialsFile} (mode 0600).\n` +
+      `The agent delivers to ${result.grpcTarget} from its next start (ferry-agent run${typeof flags.config === 'string' ? ` --config ${flags.config}` : ''}).\n`,
+  );
+  return 0;
+}
+
 function validateCommand(flags: Flags): number {
   if (typeof flags.config !== 'string') {
     process.stderr.write('validate needs --config FILE\n');
@@ -145,6 +176,14 @@ function formatStatus(s: Record<string, unknown>): string {
     `buffer ${String(b.buffer_id)}: ${String(b.depth)} messages, ${String(b.bytes)} of ${String(b.max_bytes)} bytes${b.full ? '  FULL: new messages are refused' : ''}`,
     `  oldest pending: ${b.oldest_pending_age_secs === null ? '-' : `${Math.round(Number(b.oldest_pending_age_secs))}s`}, last seq ${String(b.last_seq)}`,
   ];
+  const u = s.uplink as Record<string, unknown> | undefined;
+  if (u) {
+    const err = u.last_error as { code: string; message: string } | null;
+    lines.push(
+      `uplink: ${String(u.state)}${u.target ? ` to ${String(u.target)}` : ''}; committed seq ${u.committed_seq === null ? '-' : String(u.committed_seq)}, last ack ${u.last_ack_at === null ? '-' : String(u.last_ack_at)}${err ? `; last error: ${err.code}: ${err.message}` : ''}`,
+    );
+    if (u.state === 'disabled') lines.push(`  ${String(u.message)}`);
+  }
   for (const src of (s.sources ?? []) as Record<string, unknown>[]) {
     const h = src.health as Record<string, string>;
     const c = src.counters as Record<string, unknown>;
@@ -226,6 +265,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run':
       return runCommand(flags);
+    case 'enroll':
+      return enrollCommand(flags);
     case 'validate':
       return validateCommand(flags);
     case 'status':

@@ -300,13 +300,16 @@ describe('ferry-agent CLI and admin HTTP (real processes)', () => {
     const livez = await httpJson(agent.adminPort, '/livez');
     expect(livez).toEqual({ status: 200, body: { status: 'ok' } });
     const readyz = await httpJson(agent.adminPort, '/readyz');
-    expect(readyz).toEqual({ status: 200, body: { status: 'ready', reasons: [] } });
+    expect(readyz).toEqual({ status: 200, body: { status: 'ready', reasons: [], warnings: [] } });
 
     const empty = (await httpJson(agent.adminPort, '/status')).body;
     expect(empty.version).toBe(PACKAGE_VERSION);
     expect(empty.state).toBe('running');
     expect(empty.buffer).toMatchObject({ depth: 0, bytes: 0, max_bytes: 64 * 1024 * 1024, full: false, oldest_pending_age_secs: null, last_seq: 0 });
     expect(empty.alerts).toEqual([]);
+    // Not enrolled: the uplink is off, the status says how to enroll, the agent is still ready.
+    expect(empty.uplink).toMatchObject({ state: 'disabled', pending: { count: 0, bytes: 0, oldest_age_secs: null }, last_error: null });
+    expect(String((empty.uplink as { message: string }).message)).toContain('ferry-agent enroll');
 
     // 10 good messages on one connection, then an empty MSH-10 and an oversized frame on another.
     const good = Array.from({ length: 10 }, (_, i) => realisticMessage('ADM', i));

@@ -16,6 +16,10 @@ export class AgentMetrics {
   readonly connectionsRefused: Counter<'source' | 'reason'>;
   readonly commitSeconds: Histogram;
   readonly commitMessages: Histogram;
+  readonly uplinkBatchesSent: Counter;
+  readonly uplinkMessagesAcked: Counter;
+  readonly uplinkReconnects: Counter;
+  readonly uplinkConnected: Gauge;
 
   constructor(bufferStats: () => BufferStats | undefined, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -34,6 +38,10 @@ export class AgentMetrics {
       registers,
     });
     this.commitMessages = new Histogram({ name: 'ferry_buffer_commit_messages', help: 'Messages per group commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096], registers });
+    this.uplinkBatchesSent = new Counter({ name: 'ferry_uplink_batches_sent_total', help: 'Batches sent to the control plane (resends after a reconnect included)', registers });
+    this.uplinkMessagesAcked = new Counter({ name: 'ferry_uplink_messages_acked_total', help: 'Messages the control plane acknowledged as durably stored', registers });
+    this.uplinkReconnects = new Counter({ name: 'ferry_uplink_reconnects_total', help: 'Uplink streams that ended (or failed to open) and were retried', registers });
+    this.uplinkConnected = new Gauge({ name: 'ferry_uplink_connected', help: '1 while the uplink stream to the control plane is open (Welcome received)', registers });
     const gauge = (name: string, help: string, read: (s: BufferStats) => number): void => {
       new Gauge({
         name,

@@ -9,6 +9,8 @@ import type { AgentMetrics } from './metrics.js';
 export interface Readiness {
   readonly ready: boolean;
   readonly reasons: readonly string[];
+  /** Worth knowing, not a reason to be unready (e.g. the uplink is down: store-and-forward goes on). */
+  readonly warnings?: readonly string[];
 }
 
 export interface AdminDeps {
@@ -22,7 +24,7 @@ export function createAdminApp(deps: AdminDeps): Hono {
   app.get('/livez', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
     const r = deps.readiness();
-    return c.json({ status: r.ready ? 'ready' : 'not_ready', reasons: r.reasons }, r.ready ? 200 : 503);
+    return c.json({ status: r.ready ? 'ready' : 'not_ready', reasons: r.reasons, warnings: r.warnings ?? [] }, r.ready ? 200 : 503);
   });
   app.get('/metrics', async (c) => {
     const body = await deps.metrics.registry.metrics();

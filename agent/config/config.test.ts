@@ -24,6 +24,24 @@ describe('agent config', () => {
     });
   });
 
+  it('applies the uplink defaults and checks its settings', () => {
+    const r = validateYaml('');
+    expect(r.ok && r.config.uplink).toEqual({
+      enabled: true,
+      retry_initial_delay_secs: 0.25,
+      retry_max_delay_secs: 30,
+      ack_timeout_secs: 30,
+      keepalive_time_secs: 30,
+      keepalive_timeout_secs: 10,
+    });
+    const bad = validateYaml('uplink: { retry_initial_delay_secs: 60, retry_max_delay_secs: 30, ack_timeout_secs: 0, url: x }');
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.problems.map((p) => p.path).sort()).toEqual(['uplink', 'uplink.ack_timeout_secs', 'uplink.retry_initial_delay_secs']);
+    const refine = validateYaml('uplink: { retry_initial_delay_secs: 60, retry_max_delay_secs: 30 }');
+    expect(!refine.ok && refine.problems.map((p) => p.path)).toEqual(['uplink.retry_initial_delay_secs']);
+  });
+
   it('reports every problem at once, each with its path', () => {
     const r = validateYaml(
       [

@@ -90,6 +90,27 @@ export const mllpSourceSchema = z
 
 export const sourceSchema = z.discriminatedUnion('type', [mllpSourceSchema]);
 
+/** The gRPC uplink to the control plane (where and who come from DATA_DIR/credentials.json, made by `enroll`). */
+export const uplinkSchema = z
+  .object({
+    /** false: keep everything in the buffer even when the agent is enrolled. */
+    enabled: z.boolean().default(true),
+    retry_initial_delay_secs: secs('retry_initial_delay_secs').default(0.25),
+    retry_max_delay_secs: secs('retry_max_delay_secs').default(30),
+    /** With batches in flight and no Ack for this long, the stream is presumed dead and replaced. */
+    ack_timeout_secs: secs('ack_timeout_secs').default(30),
+    /** gRPC keepalive: ping after this much silence, drop the connection when the ping goes unanswered. */
+    keepalive_time_secs: secs('keepalive_time_secs').default(30),
+    keepalive_timeout_secs: secs('keepalive_timeout_secs').default(10),
+    /** CA bundle that signed the control plane's gRPC certificate (a private CA); default: the system roots. */
+    ca_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((u) => u.retry_initial_delay_secs <= u.retry_max_delay_secs, {
+    message: 'retry_initial_delay_secs must not exceed retry_max_delay_secs',
+    path: ['retry_initial_delay_secs'],
+  });
+
 export const agentConfigSchema = z
   .object({
     data_dir: z.string().min(1).default('/var/lib/ferry-agent'),
@@ -107,6 +128,7 @@ export const agentConfigSchema = z
       .strict()
       .default({ max_bytes: 10 * 1024 ** 3 }),
     sources: z.array(sourceSchema).default([]),
+    uplink: uplinkSchema.prefault({}),
     shutdown_timeout_secs: secs('shutdown_timeout_secs').default(15),
   })
   .strict()
@@ -122,3 +144,4 @@ export const agentConfigSchema = z
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 export type MllpSourceConfig = z.output<typeof mllpSourceSchema>;
 export type SourceConfig = z.output<typeof sourceSchema>;
+export type UplinkConfig = z.output<typeof uplinkSchema>;

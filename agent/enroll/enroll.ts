@@ -1,0 +1,120 @@
+// `ferry-agent enroll`: trade a one-time enrollment token for this agent's id and secret
+// (POST {url}/api/v1/agents/enroll), then keep them in DATA_DIR/credentials.json (0600).
+// Neither the token nor the secret is ever printed, logged, or put in an error message.
+
+import { mkdirSync } from 'node:fs';
+import { FerryError } from '../errors.js';
+import { readCredentials, writeCredentials, credentialsPath, type AgentCredentials } from './credentials.js';
+
+export const ENROLL_PATH = '/api/v1/agents/enroll';
+/** The control plane's gRPC port when its answer does not name one (DESIGN.md). */
+export const DEFAULT_GRPC_PORT = 50051;
+
+export interface EnrollOptions {
+  readonly controlPlaneUrl: string;
+  readonly token: string;
+  /** How the agent is listed on the control plane (default: the host name). */
+  readonly name: string;
+  readonly dataDir: string;
+  /** Replace existing credentials. */
+  readonly force?: boolean;
+  readonly timeoutMs?: number;
+}
+
+export interface EnrollResult {
+  readonly agentId: string;
+  readonly credentialsFile: string;
+  readonly grpcTarget: string;
+}
+
+/** Answers the control plane gives a refused enrollment, in words an operator can act on. */
+const REFUSALS: Record<number, string> = {
+  400: 'the control plane rejected the request',
+  401: 'the enrollment token was not accepted (unknown or revoked)',
+  403: 'the enrollment token may not enroll agents',
+  404: 'no enrollment endpoint at this URL; check --control-plane',
+  410: 'the enrollment token has expired or has been used up; ask for a new one',
+};
+
+export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
+  let base: URL;
+  try {
+    base = new URL(options.controlPlaneUrl);
+  } catch {
+    throw new FerryError('enroll_failed', `--control-plane must be a URL such as https://ferry.example.org:8080 (got "${options.controlPlaneUrl}")`);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new FerryError('enroll_failed', `--control-plane must be an http:// or https:// URL`);
+  const token = options.token.trim();
+  if (token.length === 0) throw new FerryError('enroll_failed', 'the enrollment token is empty');
+  // Refuse before spending the token: it may allow a single use.
+  if (!options.force && readCredentialsQuietly(options.dataDir)) {
+    throw new FerryError('credentials_exist', `${credentialsPath(options.dataDir)} already exists: this agent is enrolled. Use --force to replace its credentials`);
+  }
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+
+  // A control plane behind a path prefix (https://host/ferry) keeps it.
+  const endpoint = new URL(base.pathname.replace(/\/$/, '') + ENROLL_PATH, base).toString();
+  let res: Response;
+  try {
+    res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ token, name: options.name }),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 15_000),
+    });
+  } catch (cause) {
+    const code = causeCode(cause);
+    throw new FerryError('enroll_unreachable', `cannot reach the control plane at ${base.origin}${code ? ` (${code})` : ''}; check the URL, that it is running, and the network path`, { cause });
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text.length > 0 ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    const detail = typeof err?.message === 'string' ? err.message.slice(0, 500) : (REFUSALS[res.status] ?? res.statusText);
+    const code = typeof err?.code === 'string' ? ` ${err.code.slice(0, 64)}` : '';
+    const refused = res.status === 401 || res.status === 403 || res.status === 404 || res.status === 410;
+    throw new FerryError(refused ? 'enroll_refused' : 'enroll_failed', `enrollment refused by ${base.origin} (HTTP ${res.status}${code}): ${detail}`);
+  }
+  const answer = body as { agent_id?: unknown; secret?: unknown; grpc_target?: unknown } | undefined;
+  if (typeof answer?.agent_id !== 'string' || answer.agent_id === '' || typeof answer.secret !== 'string' || answer.secret === '') {
+    throw new FerryError('enroll_failed', `the control plane at ${base.origin} answered without an agent id and secret; is it a Ferry control plane?`);
+  }
+  const grpcTarget = typeof answer.grpc_target === 'string' && answer.grpc_target !== '' ? answer.grpc_target : `${hostForTarget(base.hostname)}:${DEFAULT_GRPC_PORT}`;
+  const credentials: AgentCredentials = {
+    agent_id: answer.agent_id,
+    secret: answer.secret,
+    control_plane_url: base.toString().replace(/\/$/, ''),
+    grpc_target: grpcTarget,
+    enrolled_at: new Date().toISOString(),
+  };
+  const file = writeCredentials(options.dataDir, credentials, { force: options.force === true });
+  return { agentId: credentials.agent_id, credentialsFile: file, grpcTarget };
+}
+
+function readCredentialsQuietly(dataDir: string): boolean {
+  try {
+    return readCredentials(dataDir) !== undefined;
+  } catch {
+    return true; // a file is there, even if unreadable: do not replace it without --force
+  }
+}
+
+function hostForTarget(hostname: string): string {
+  return hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+}
+
+function causeCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    if ((e as { name?: unknown }).name === 'TimeoutError') return 'timed out';
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
