@@ -244,6 +244,18 @@ describe('MessageBuffer', () => {
     await buffer.close();
   });
 
+  it('after a restart recognises every resend of a window larger than one page of the filter load', async () => {
+    let buffer = await openBuffer();
+    const messages = Array.from({ length: 1200 }, (_, i) => msg(i, { sourceId: i % 3 === 0 ? 'src-b' : 'src-a' }));
+    await Promise.all(messages.map((m) => buffer.append([m], { dedupeWindowSecs: 60 })));
+    await buffer.close();
+    buffer = await openBuffer();
+    const again = await Promise.all(messages.map((m) => buffer.append([m], { dedupeWindowSecs: 60 })));
+    expect(again.filter((r) => r.status === 'committed' && r.outcomes[0]!.status === 'duplicate').length).toBe(1200);
+    expect(buffer.stats().depth).toBe(1200);
+    await buffer.close();
+  });
+
   it('stores as new: different bytes under a reused control id, another source, a zero window, or after the window', async () => {
     const buffer = await openBuffer();
     const a = message(Buffer.from('MSH|^~\\&|A|B|C|D|20260101||ADT^A01|SAME|P|2.5\rPID|1||1\r'), 'SAME');

@@ -11,7 +11,7 @@ import { closeSync, openSync } from 'node:fs';
 import type sqlite3 from 'sqlite3';
 import { FerryError } from '../errors.js';
 import { Keyring } from './keyring.js';
-import { all, close, each, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
+import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
 import { RecentKeys } from './recent-keys.js';
 import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
 
@@ -97,6 +97,8 @@ const SINGLE_STATEMENT_ROWS = 64;
 const MAX_ROWS_PER_STATEMENT = 128;
 /** Pending messages from which the next commit is sealed while the current one is written. */
 const PREPLAN_MIN_MESSAGES = 64;
+/** Dedupe entries read per query when the filter is filled at start. */
+const RECENT_KEYS_PAGE = 500;
 /** The longest a commit waits for the senders of the previous one (see gatherFollowers). */
 const GATHER_MAX_MS = 1;
 
@@ -170,16 +172,31 @@ export class MessageBuffer {
       buffer.depth = totals?.n ?? 0;
       buffer.bytes = Number(totals?.b ?? 0);
       buffer.oldestReceivedAt = totals?.oldest ?? null;
-      await each<{ source_id: string; control_id: string; sha256: Buffer }>(
-        writer,
-        'SELECT source_id, control_id, sha256 FROM dedupe WHERE seen_at >= ?',
-        [Date.now() - buffer.maxDedupeWindowMs],
-        (row) => buffer.recentKeys.add(filterKey(row.source_id, row.sha256)),
-      );
+      await buffer.loadRecentKeys(writer);
       return buffer;
     } catch (err) {
       await close(writer).catch(() => {});
       throw err;
+    }
+  }
+
+  /**
+   * Fills the dedupe filter from the table, a page at a time in key order (keyset paging): memory
+   * stays flat however many entries the window holds.
+   */
+  private async loadRecentKeys(db: sqlite3.Database): Promise<void> {
+    const since = Date.now() - this.maxDedupeWindowMs;
+    type Entry = { source_id: string; control_id: string; sha256: Buffer; seen_at: number };
+    let page = await all<Entry>(db, 'SELECT source_id, control_id, sha256, seen_at FROM dedupe ORDER BY source_id, control_id, sha256 LIMIT ?', [RECENT_KEYS_PAGE]);
+    while (page.length > 0) {
+      for (const e of page) if (e.seen_at >= since) this.recentKeys.add(filterKey(e.source_id, e.sha256));
+      if (page.length < RECENT_KEYS_PAGE) break;
+      const last = page[page.length - 1]!;
+      page = await all<Entry>(
+        db,
+        'SELECT source_id, control_id, sha256, seen_at FROM dedupe WHERE (source_id, control_id, sha256) > (?, ?, ?) ORDER BY source_id, control_id, sha256 LIMIT ?',
+        [last.source_id, last.control_id, last.sha256, RECENT_KEYS_PAGE],
+      );
     }
   }
 
@@ -266,20 +283,23 @@ export class MessageBuffer {
         [seq],
       );
       if (!before || before.n === 0) return 0;
-      await run(this.writer, 'BEGIN IMMEDIATE');
+      // One script, one trip to SQLite's thread: the delete and the seq high-water mark in one
+      // transaction. Then up to 2,000 free pages (8 MiB) go back to the file system.
+      const through = safeInteger(seq);
+      const top = safeInteger(Number(before.top));
       try {
-        await run(this.writer, 'DELETE FROM messages WHERE seq <= ?', [seq]);
-        await run(
+        await exec(
           this.writer,
-          "INSERT INTO meta (key, value) VALUES ('deleted_through', ?) ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-          [String(before.top)],
+          `BEGIN IMMEDIATE; DELETE FROM messages WHERE seq <= ${through};` +
+            ` INSERT INTO meta (key, value) VALUES ('deleted_through', '${top}') ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));` +
+            ' COMMIT;',
         );
-        await run(this.writer, 'COMMIT');
       } catch (err) {
         await run(this.writer, 'ROLLBACK').catch(() => {});
         throw err;
       }
-      await exec(this.writer, 'PRAGMA incremental_vacuum;');
+      // The rows are gone whatever happens here; a failed vacuum only delays reclaiming space.
+      await exec(this.writer, 'PRAGMA incremental_vacuum(2000);').catch(() => {});
       this.depth -= before.n;
       this.bytes -= Number(before.b ?? 0);
       const oldest = await get<{ received_at: number }>(this.writer, 'SELECT received_at FROM messages ORDER BY seq LIMIT 1');
@@ -596,6 +616,12 @@ interface CommitPlan {
 /** Authenticated data: a sealed payload only opens in the row, buffer and source it was written for. */
 export function rowAad(bufferId: string, seq: number, sourceId: string, keyId: string): Buffer {
   return Buffer.from(`ferry-row-v1\0${bufferId}\0${seq}\0${sourceId}\0${keyId}`, 'utf8');
+}
+
+/** An integer for SQL text; anything else is a bug, never interpolated. */
+function safeInteger(n: number): number {
+  if (!Number.isSafeInteger(n)) throw new FerryError('buffer_io', 'expected an integer seq');
+  return n;
 }
 
 /**

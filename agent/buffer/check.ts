@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Keyring } from './keyring.js';
 import { rowAad } from './buffer.js';
-import { close, each, get, openDatabase } from './sqlite.js';
+import { all, close, get, openDatabase } from './sqlite.js';
 import { MESSAGE_COLUMNS } from './schema.js';
 
 export interface CheckReport {
@@ -16,6 +16,7 @@ export interface CheckReport {
 }
 
 const MAX_REPORTED_FAILURES = 100;
+const CHECK_PAGE_ROWS = 500;
 
 export async function checkBuffer(path: string, keyring: Keyring): Promise<CheckReport> {
   const db = await openDatabase(path, true);
@@ -25,14 +26,23 @@ export async function checkBuffer(path: string, keyring: Keyring): Promise<Check
     const bufferId = idRow?.value ?? '';
     const failures: { seq: number; reason: string }[] = [];
     let failed = 0;
-    const rows = await each<Record<string, unknown>>(db, `SELECT ${MESSAGE_COLUMNS} FROM messages ORDER BY seq`, [], (row) => {
-      const seq = Number(row.seq);
-      const reason = checkRow(row, seq, bufferId, keyring);
-      if (reason) {
-        failed++;
-        if (failures.length < MAX_REPORTED_FAILURES) failures.push({ seq, reason });
+    let rows = 0;
+    // A page of rows at a time, by seq: memory stays flat for a buffer of any size.
+    let after = 0;
+    for (;;) {
+      const page = await all<Record<string, unknown>>(db, `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [after, CHECK_PAGE_ROWS]);
+      for (const row of page) {
+        const seq = Number(row.seq);
+        rows++;
+        const reason = checkRow(row, seq, bufferId, keyring);
+        if (reason) {
+          failed++;
+          if (failures.length < MAX_REPORTED_FAILURES) failures.push({ seq, reason });
+        }
+        after = seq;
       }
-    });
+      if (page.length < CHECK_PAGE_ROWS) break;
+    }
     const sqliteIntegrity = integrity?.integrity_check ?? 'unknown';
     return { ok: sqliteIntegrity === 'ok' && failed === 0, sqliteIntegrity, rows, failures, keyIds: keyring.keyIds };
   } finally {

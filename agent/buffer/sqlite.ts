@@ -64,34 +64,3 @@ export function finalize(stmt: sqlite3.Statement): Promise<void> {
 export function close(db: sqlite3.Database): Promise<void> {
   return new Promise((resolve, reject) => db.close((err) => (err ? reject(err) : resolve())));
 }
-
-/**
- * Iterates rows one at a time, so a check over millions of rows keeps memory flat. An error on any
- * row (or thrown by onRow) fails the whole iteration: a scan never under-reports quietly.
- */
-export function each<T = Row>(db: sqlite3.Database, sql: string, params: readonly SqlValue[], onRow: (row: T) => void): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let failure: unknown;
-    db.each(
-      sql,
-      params,
-      (err, row) => {
-        if (failure !== undefined) return;
-        if (err) {
-          failure = err;
-          return;
-        }
-        try {
-          onRow(row as T);
-        } catch (thrown) {
-          failure = thrown;
-        }
-      },
-      (err, count) => {
-        if (err) reject(err);
-        else if (failure !== undefined) reject(failure instanceof Error ? failure : new Error(String(failure)));
-        else resolve(count);
-      },
-    );
-  });
-}

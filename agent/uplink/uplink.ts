@@ -14,6 +14,9 @@ import { Backoff } from './backoff.js';
 import { channelCredentials, channelOptions, createIngestClient, planChannel, type ChannelPlan } from './channel.js';
 import { UplinkSession, type SessionEnd, type UplinkBuffer } from './session.js';
 
+/** Least time between two deletes of acknowledged rows while more Acks keep coming. */
+const DELETE_PACING_MS = 200;
+
 export type UplinkState = 'connected' | 'connecting' | 'disconnected' | 'disabled';
 
 export interface UplinkHealth {
@@ -230,6 +233,10 @@ export class Uplink {
       try {
         await this.deps.buffer.deleteThrough(target);
         this.deletedThrough = target;
+        // Deletes share the buffer's one writer with ingest: pace them, so that under load many
+        // Acks make one delete. Acknowledged rows that wait a little are harmless (a reconnect's
+        // Welcome says they are committed, and they are never resent).
+        if (this.deleteTarget > this.deletedThrough) await new Promise((r) => setTimeout(r, DELETE_PACING_MS));
       } catch (err) {
         // The rows stay; the next Ack (or Welcome) asks again, and the control plane ignores resends.
         this.log.warn({ err: { message: (err as Error).message }, seq: target }, 'deleting acknowledged rows from the buffer failed; will retry on the next Ack');

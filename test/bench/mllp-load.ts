@@ -139,6 +139,11 @@ export interface LoadOptions {
   readonly onWindowEnd?: () => void;
   /** Every n-th response is also read with readAck and compared (first response of each connection too). */
   readonly crossCheckEvery?: number;
+  /**
+   * Send exactly this many messages in all, then stop: the measured phase ends when every one is
+   * answered (or measureMs passes). Used to load a backlog of a given size.
+   */
+  readonly maxMessages?: number;
 }
 
 export interface LoadResult {
@@ -210,6 +215,8 @@ export function ackIsAaFor(ack: Buffer, expected: string): boolean {
 
 interface Shared {
   sending: boolean;
+  /** No more than this many sends in all (Infinity: no limit). */
+  maxSent: number;
   inWindow: boolean;
   latencies: number[];
   sent: number;
@@ -266,7 +273,7 @@ class LoadConnection {
     const batch = this.window - this.count > 1;
     if (batch) this.socket.cork();
     const now = performance.now();
-    while (this.count < this.window) {
+    while (this.count < this.window && this.shared.sent < this.shared.maxSent) {
       const m = this.source.next();
       const slot = (this.head + this.count) % this.window;
       this.ids[slot] = m.controlId;
@@ -371,10 +378,17 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[i]!;
 }
 
+/** Resolves once `count` responses arrived, every connection closed, or `timeoutMs` passed. */
+async function untilAnswered(shared: Shared, count: number, timeoutMs: number, conns: LoadConnection[]): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (shared.responses < count && performance.now() < end && conns.some((c) => !c.closed)) await delay(5);
+}
+
 /** Runs one load: connect, warm up, measure, stop sending, collect what is still owed, close. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const shared: Shared = {
     sending: false,
+    maxSent: options.maxMessages ?? Infinity,
     inWindow: false,
     latencies: [],
     sent: 0,
@@ -409,7 +423,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     windowStart = performance.now();
     cpuStart = process.cpuUsage();
     options.onWindowStart?.();
-    await delay(options.measureMs);
+    if (options.maxMessages === undefined) await delay(options.measureMs);
+    else await untilAnswered(shared, options.maxMessages, options.measureMs, conns);
     shared.inWindow = false;
     shared.sending = false;
     windowEnd = performance.now();

@@ -14,6 +14,11 @@
 // BENCH_CLIENT_CHECK (1: also drive the ceiling with pre-built messages), BENCH_CPU_PROF (a folder:
 // run the agent with --cpu-prof there), BENCH_DIR (where temp data goes), BENCH_KEEP (1: keep it),
 // BENCH_STRICT (1: exit 1 when a target fails; a wrong Ferry ACK always exits 1).
+//
+// End to end and drain (e2e.ts), in the same run: BENCH_E2E (0: skip the end-to-end runs),
+// BENCH_E2E_SCENARIOS ("32x1,8x64"; run every round, best round reported), BENCH_DRAIN_MESSAGES
+// (200000; 0 skips the drain), BENCH_DRAIN_CEILING (0: skip the grpc sink ceiling). A message that
+// was ACKed but not stored exactly once at the control plane always exits 1.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +27,7 @@ import { realisticMessage } from '../helpers/messages.js';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import { prebuiltSource, realisticSource, runLoad, type LoadResult, type MessageSource } from './mllp-load.js';
 import { cpuSeconds, loadAverage, machineInfo, probeFsync, rssBytes, sampleRss, schedDelta, systemBusySeconds, threadCpuDelta, threadCpuSeconds, threadSched, type FsyncProbe, type SchedSplit } from './procfs.js';
+import { runDrain, runE2e, type DrainResult, type E2eResult } from './e2e.js';
 import { SERVER_LABEL, fetchMetrics, histogramBuckets, histogramTotals, killAllChildren, startFerry, startPeer, tempBase, type BenchServer, type FerryServer, type ServerKind } from './servers.js';
 
 function envNumber(name: string, fallback: number): number {
@@ -59,6 +65,9 @@ function parseScenarios(spec: string): Scenario[] {
 }
 
 const SCENARIOS = parseScenarios(process.env.BENCH_SCENARIOS ?? '1x1,8x1,32x1,8x64');
+const E2E_SCENARIOS = process.env.BENCH_E2E === '0' ? [] : parseScenarios(process.env.BENCH_E2E_SCENARIOS ?? '32x1,8x64');
+const DRAIN_MESSAGES = Math.round(envNumber('BENCH_DRAIN_MESSAGES', 200_000));
+const DRAIN_CEILING = process.env.BENCH_DRAIN_CEILING !== '0';
 
 type RunKind = ServerKind | 'ceiling-prebuilt';
 
@@ -93,8 +102,8 @@ interface FerryDiagnostics {
 const runTag = Date.now().toString(36).slice(-4);
 let serial = 0;
 /** A control-id prefix unique to this run, server and scenario, so no id is ever sent twice. */
-function prefix(kind: RunKind): string {
-  const letter = { ceiling: 'C', 'ceiling-prebuilt': 'P', hl7: 'H', ferry: 'F' }[kind];
+function prefix(kind: RunKind | 'e2e' | 'drain'): string {
+  const letter = { ceiling: 'C', 'ceiling-prebuilt': 'P', hl7: 'H', ferry: 'F', e2e: 'E', drain: 'D' }[kind];
   return `B${runTag}${letter}${(serial++).toString(36)}`;
 }
 
@@ -366,7 +375,16 @@ function probeDisk(dir: string, when: string): FsyncReading {
   return { when, overwrite, append };
 }
 
-function report(all: Map<string, Map<RunKind, RunResult>>, readings: FsyncReading[], info: ReturnType<typeof machineInfo>, loads: { before: string; after: string }, elapsedS: number): { text: string; targets: Target[] } {
+function report(
+  all: Map<string, Map<RunKind, RunResult>>,
+  readings: FsyncReading[],
+  info: ReturnType<typeof machineInfo>,
+  loads: { before: string; after: string },
+  elapsedS: number,
+  e2e: Map<string, E2eResult>,
+  drain: DrainResult | undefined,
+  drainError: string | undefined,
+): { text: string; targets: Target[] } {
   const out: string[] = [];
   // The disk is shared too: the best reading is its capacity (and the strictest limit for the 1×1 rule).
   const best = readings.reduce((a, b) => (b.overwrite.perSecond > a.overwrite.perSecond ? b : a));
@@ -409,7 +427,8 @@ function report(all: Map<string, Map<RunKind, RunResult>>, readings: FsyncReadin
     const which = ceiling?.kind === 'ceiling-prebuilt' ? ' (pre-built)' : '';
     out.push(`| ${name} | ${rateCell(runs.get('ferry'))} | ${rateCell(ceiling)}${which} | ${rateCell(runs.get('hl7'))} | ${ratioCell(ratio(runs.get('ferry'), ceiling))} | ${ratioCell(ratio(runs.get('ferry'), runs.get('hl7')))} |`);
   }
-  const targets = judge(all, fsync);
+  const e2eSection = endToEndSection(all, e2e, drain, drainError, fsync);
+  const targets = [...judge(all, fsync), ...e2eSection.targets];
   out.push('');
   out.push('## Targets', '');
   for (const t of targets) out.push(`- **${t.pass === undefined ? 'N/A' : t.pass ? 'PASS' : 'FAIL'}** ${t.label}: ${t.detail}`);
@@ -446,7 +465,9 @@ function report(all: Map<string, Map<RunKind, RunResult>>, readings: FsyncReadin
       );
     }
   }
+  out.push('', ...e2eSection.lines);
   const notes: string[] = [];
+  for (const [name, e] of e2e) if (e.load.firstProblem) notes.push(`- ${name} end to end: first problem: ${e.load.firstProblem}`);
   for (const [name, runs] of all) {
     for (const [kind, r] of runs) {
       if (r.load.firstProblem) notes.push(`- ${name} ${kind}: first problem: ${r.load.firstProblem}`);
@@ -463,14 +484,151 @@ function report(all: Map<string, Map<RunKind, RunResult>>, readings: FsyncReadin
 function gitState(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'agent', 'test/helpers'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'agent', 'control-plane', 'proto', 'test/helpers'], { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
       .split('\n')
       .filter((l) => l.trim() !== '' && !/\.test\.ts$/.test(l))
       .map((l) => l.slice(3));
-    return dirty.length === 0 ? `commit ${head}, agent/ unmodified` : `commit ${head} plus uncommitted changes to ${dirty.join(', ')}`;
+    return dirty.length === 0 ? `commit ${head}, agent/, control-plane/, proto/ unmodified` : `commit ${head} plus uncommitted changes to ${dirty.join(', ')}`;
   } catch {
     return 'not a git checkout';
   }
+}
+
+// ---- end to end and drain ----------------------------------------------------------------------
+
+const e2eErrors = new Map<string, string[]>();
+
+async function runE2eScenario(sc: Scenario, base: string, round: number): Promise<E2eResult | undefined> {
+  try {
+    const r = await runE2e({ baseDir: base, c: sc.c, w: sc.w, name: sc.name, prefix: prefix('e2e'), warmupMs: WARMUP_S * 1000, measureMs: MEASURE_S * 1000, graceMs: GRACE_S * 1000 });
+    const l = r.load;
+    log(
+      `round ${round + 1} ${sc.name.padEnd(4)} ${'end to end'.padEnd(16)} ${fmtRate(l.msgsPerSec).padStart(8)} msgs/s  p50 ${fmt(l.p50Ms)} ms  p99 ${fmt(l.p99Ms)} ms  ` +
+        `agent CPU ${pct(r.agentCpuSeconds, l.windowSeconds)}  control plane CPU ${pct(r.cpCpuSeconds, l.windowSeconds)}  client CPU ${pct(l.clientCpuSeconds, l.windowSeconds)}  ` +
+        `caught up ${fmt(r.catchUpSeconds)} s after the load; ${r.verification.ok ? 'stored exactly once' : `NOT VERIFIED: ${r.verification.detail}`}` +
+        (ackProblems(l) ? `  ACK problems: ${ackProblems(l)}` : ''),
+    );
+    return r;
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    log(`round ${round + 1} ${sc.name} end to end failed: ${msg}`);
+    e2eErrors.set(sc.name, [...(e2eErrors.get(sc.name) ?? []), `round ${round + 1}: ${msg.split('\n')[0]}`]);
+    return undefined;
+  }
+}
+
+function e2eValid(r: E2eResult): boolean {
+  return r.verification.ok && ackProblems(r.load) === '' && r.load.windowResponses > 0;
+}
+
+/** The round with the highest valid end-to-end rate (a round that lost or duplicated a message wins, so it is shown). */
+function bestE2e(list: (E2eResult | undefined)[]): E2eResult {
+  const runs = list.filter((r): r is E2eResult => r !== undefined);
+  const invalid = runs.find((r) => !e2eValid(r));
+  let best = invalid ?? runs[0]!;
+  if (!invalid) for (const r of runs) if (r.load.msgsPerSec > best.load.msgsPerSec) best = r;
+  return { ...best, rounds: list.map((r) => (r && e2eValid(r) ? r.load.msgsPerSec : NaN)) };
+}
+
+function endToEndSection(all: Map<string, Map<RunKind, RunResult>>, e2e: Map<string, E2eResult>, drain: DrainResult | undefined, drainError: string | undefined, fsync: FsyncProbe): { lines: string[]; targets: Target[] } {
+  const out: string[] = [];
+  const targets: Target[] = [];
+  if (e2e.size === 0 && !drain && !drainError && e2eErrors.size === 0) return { lines: out, targets };
+  out.push('## End to end and drain', '');
+  out.push(
+    'The built control plane (`ferry-control-plane serve`, SQLite store, log_level debug for its one line per committed batch) and an agent enrolled with it (`ferry-agent enroll`, token on stdin), each in its own process, fresh data dirs per run; the same load generator and messages as above. ' +
+      'End to end: uplink enabled, throughput is ACKed msgs/s in the measured window; then the bench waits until the agent\'s /status uplink pending count is 0 and reads the control plane\'s store (read-only, sqlite3): it must hold exactly the ACKed messages, each control id and seq once.',
+    '',
+  );
+  if (e2e.size > 0 || e2eErrors.size > 0) {
+    out.push('| scenario | agent-only msgs/s | end to end msgs/s | end to end / agent-only | e2e p50 / p99 ms | agent-only p50 / p99 ms | control plane stored in window, msgs/s | pending at window end | caught up after load | delivered | rounds msgs/s |');
+    out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|');
+    for (const [name, r] of e2e) {
+      const agentOnly = all.get(name)?.get('ferry');
+      const l = r.load;
+      const secs = l.windowSeconds;
+      const ok = e2eValid(r);
+      const x = agentOnly && valid(agentOnly) && ok ? l.msgsPerSec / agentOnly.load.msgsPerSec : undefined;
+      out.push(
+        `| ${name} | ${agentOnly ? rateCell(agentOnly) : 'n/a (scenario not run)'} | ${ok ? fmtRate(l.msgsPerSec) : `n/a (${fmtRate(l.msgsPerSec)})`} | ${ratioCell(x)} | ${fmt(l.p50Ms)} / ${fmt(l.p99Ms)} | ${agentOnly ? `${fmt(agentOnly.load.p50Ms)} / ${fmt(agentOnly.load.p99Ms)}` : 'n/a'} | ` +
+          `${fmtRate(r.cpStoredInWindow / secs)} | ${fmtRate(r.pendingAtWindowEnd)} | ${fmt(r.catchUpSeconds)} s | ${r.verification.ok ? 'exactly once' : '**NOT VERIFIED**'}: ${r.verification.detail}${ackProblems(l) ? `; ACK problems: ${ackProblems(l)}` : ''} | ${(r.rounds ?? []).map((v) => (Number.isFinite(v) ? fmtRate(v) : 'n/a')).join(' / ')} |`,
+      );
+      if (agentOnly) {
+        targets.push(
+          agentOnly && valid(agentOnly) && ok
+            ? { label: `${name}: end to end ≥ 0.8× agent-only`, pass: x! >= 0.8, detail: `${fmtRate(l.msgsPerSec)} vs ${fmtRate(agentOnly.load.msgsPerSec)} msgs/s = ${x!.toFixed(2)}× (need ≥ 0.8×)` }
+            : { label: `${name}: end to end ≥ 0.8× agent-only`, pass: ok ? undefined : false, detail: ok ? 'n/a: the agent-only run has no valid figure' : `the end-to-end run is not valid: ${r.verification.detail}${ackProblems(l) ? `; ${ackProblems(l)}` : ''}` },
+        );
+      }
+      targets.push({ label: `${name}: every ACKed message stored exactly once at the control plane`, pass: r.verification.ok, detail: r.verification.detail });
+    }
+    for (const [name, errs] of e2eErrors) {
+      out.push(`| ${name} | | failed | | | | | | | ${errs.join('; ')} | |`);
+      if (!e2e.has(name)) targets.push({ label: `${name}: end to end`, pass: false, detail: errs.join('; ') });
+    }
+    out.push('');
+    out.push('Where the time goes in the measured window (CPU as % of one core; "others" is everything else on the machine). Control-plane batches: from its per-batch log line (commit_ms = store.ingestBatch, one transaction per batch); commit share = sum of commit times / window, i.e. how much of the time the single stream waits on the store.', '');
+    out.push('| scenario | agent CPU (main / other threads) | control plane CPU | client CPU | others | agent msgs per uplink batch | control-plane batches | msgs per batch (mean) | commit ms mean / p99 | commit share | agent peak RSS | control plane peak RSS |');
+    out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+    for (const [name, r] of e2e) {
+      const secs = r.load.windowSeconds;
+      const b = r.batches;
+      out.push(
+        `| ${name} | ${pct(r.agentCpuSeconds, secs)} (${threadSplit(r.agentThreads, secs)}) | ${pct(r.cpCpuSeconds, secs)} | ${pct(r.load.clientCpuSeconds, secs)} | ${pct(r.othersCpuSeconds, secs)} | ${fmt(r.agentBatchMean, 1)} | ${b.count} | ${fmt(b.meanMessages, 1)} | ${fmt(b.meanCommitMs)} / ${fmt(b.p99CommitMs)} | ${Number.isFinite(b.commitShare) ? `${Math.round(b.commitShare * 100)}%` : 'n/a'} | ${mib(r.agentPeakRss)} | ${mib(r.cpPeakRss)} |`,
+      );
+    }
+    out.push('');
+  }
+  const base32 = all.get('32×1')?.get('ferry');
+  if (drain) {
+    const d = drain;
+    out.push(
+      `Drain: a backlog of ${d.backlog.toLocaleString('en-US')} messages loaded over MLLP 8×64 with \`uplink.enabled: false\` (control plane up, agent not sending), then the agent restarted on the same data dir with the uplink enabled and timed from its "agent started" line until /status pending is 0 (polled every 25 ms); the control plane's store is then checked as above. ` +
+        'Ceiling: the same number of envelopes (same payload sizes, sha256 and metadata; batches of the Welcome\'s 512 messages / 4 MiB, 4 in flight) over one grpc-js stream of the same contract (proto/index.ts) into a sink process that acknowledges each batch at once (grpc-sink.ts), run right after.',
+      '',
+    );
+    const c = d.ceiling;
+    const vs32 = base32 && valid(base32) ? d.msgsPerSec / base32.load.msgsPerSec : undefined;
+    out.push('| backlog | loaded at (MLLP 8×64, uplink off) | drain msgs/s | drain incl. agent start-up | agent-only 32×1 msgs/s | drain / agent-only 32×1 | gRPC sink ceiling msgs/s | drain / ceiling | delivered |');
+    out.push('|--:|--:|--:|--:|--:|--:|--:|--:|---|');
+    out.push(
+      `| ${d.backlog.toLocaleString('en-US')} | ${fmtRate(d.fill.msgsPerSec)} | ${fmtRate(d.msgsPerSec)} (${d.drainSeconds.toFixed(2)} s) | ${fmtRate(d.msgsPerSecWithStart)} (${d.drainWithStartSeconds.toFixed(2)} s) | ${base32 ? rateCell(base32) : 'n/a (32×1 not run)'} | ${ratioCell(vs32)} | ${c ? fmtRate(c.msgsPerSec) : `n/a${d.ceilingError ? ` (${d.ceilingError})` : ''}`} | ${c ? ratioCell(d.msgsPerSec / c.msgsPerSec) : 'n/a'} | ${d.verification.ok ? 'exactly once' : '**NOT VERIFIED**'}: ${d.verification.detail} |`,
+    );
+    out.push('');
+    const secs = d.drainSeconds;
+    const b = d.batches;
+    const split = (x: { anon: number; file: number } | undefined): string => (x ? `${mib(x.anon)} + ${mib(x.file)}` : 'n/a');
+    out.push(`Agent RSS split (RssAnon + RssFile/RssShmem): at start ${split(d.agentRssSplitStart)}, at the end ${split(d.agentRssSplitEnd)}. "others" excludes the bench process (its /status polling: ${pct(d.benchCpuSeconds, d.drainSeconds)}).`, '');
+    out.push('| agent RSS at start / peak / end | agent CPU (main / other threads) | control plane CPU | others | control-plane batches | msgs per batch (mean) | commit ms mean / p99 | commit share | ceiling: client CPU / sink CPU, batches |');
+    out.push('|---|--:|--:|--:|--:|--:|--:|--:|---|');
+    out.push(
+      `| ${mib(d.agentRssStart)} / ${mib(d.agentRssPeak)} / ${mib(d.agentRssEnd)} | ${pct(d.agentCpuSeconds, secs)} (${threadSplit(d.agentThreads, secs)}) | ${pct(d.cpCpuSeconds, secs)} | ${pct(d.othersCpuSeconds, secs)} | ${b.count} | ${fmt(b.meanMessages, 1)} | ${fmt(b.meanCommitMs)} / ${fmt(b.p99CommitMs)} | ${Number.isFinite(b.commitShare) ? `${Math.round(b.commitShare * 100)}%` : 'n/a'} | ${c ? `${pct(c.clientCpuSeconds, c.seconds)} / ${pct(c.sinkCpuSeconds, c.seconds)}, ${c.batches} batches of ≤ ${c.maxBatchMessages}, ${c.maxInFlightBatches} in flight` : 'n/a'} |`,
+    );
+    out.push('');
+    out.push(`- Disk in this run: ${fmtRate(fsync.perSecond)} fsyncs/s (${fsync.how}, best reading; every reading is listed at the top, including one just before the drain).`);
+    out.push('');
+    targets.push(
+      vs32 !== undefined
+        ? { label: 'drain ≥ 2× agent-only ingest at 32×1', pass: vs32 >= 2, detail: `${fmtRate(d.msgsPerSec)} vs ${fmtRate(base32!.load.msgsPerSec)} msgs/s = ${vs32.toFixed(2)}× (need ≥ 2×)${c ? `; gRPC ceiling ${fmtRate(c.msgsPerSec)} msgs/s` : ''}` }
+        : { label: 'drain ≥ 2× agent-only ingest at 32×1', pass: undefined, detail: 'n/a: no valid agent-only 32×1 figure in this run' },
+    );
+    targets.push({ label: 'drain: every backlog message stored exactly once at the control plane', pass: d.verification.ok, detail: d.verification.detail });
+    const growth = d.agentRssPeak - d.agentRssStart;
+    targets.push({
+      label: 'drain: agent RSS stays flat (bench rule: peak ≤ RSS at start + 64 MiB)',
+      pass: growth <= 64 * 1024 * 1024,
+      detail: `start ${mib(d.agentRssStart)}, peak ${mib(d.agentRssPeak)} (+${mib(growth)}), end ${mib(d.agentRssEnd)}; backlog ${(d.backlog * 1.5 / 1024).toFixed(0)} MiB of payload`,
+    });
+  } else if (drainError) {
+    out.push(`Drain: **failed**: ${drainError}`, '');
+    targets.push({ label: 'drain ≥ 2× agent-only ingest at 32×1', pass: false, detail: `the drain run failed: ${drainError.split('\n')[0]}` });
+  }
+  if (targets.length > 0) {
+    out.push('Targets (issue 3), also listed under "Targets" above:', '');
+    for (const t of targets) out.push(`- **${t.pass === undefined ? 'N/A' : t.pass ? 'PASS' : 'FAIL'}** ${t.label}: ${t.detail}`);
+    out.push('');
+  }
+  return { lines: out, targets };
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -485,14 +643,29 @@ async function main(): Promise<number> {
     if (CPU_PROF_DIR) mkdirSync(CPU_PROF_DIR, { recursive: true });
     const readings: FsyncReading[] = [];
     const rounds = new Map<string, Map<RunKind, RunResult>[]>(SCENARIOS.map((sc) => [sc.name, []]));
+    const e2eRounds = new Map<string, (E2eResult | undefined)[]>(E2E_SCENARIOS.map((sc) => [sc.name, []]));
     for (let round = 0; round < ROUNDS; round++) {
       readings.push(probeDisk(base, `before round ${round + 1}`));
       for (const sc of SCENARIOS) rounds.get(sc.name)!.push(await runScenario(sc, base, round));
+      for (const sc of E2E_SCENARIOS) e2eRounds.get(sc.name)!.push(await runE2eScenario(sc, base, round));
+    }
+    let drain: DrainResult | undefined;
+    let drainError: string | undefined;
+    if (DRAIN_MESSAGES > 0) {
+      readings.push(probeDisk(base, 'before the drain'));
+      try {
+        drain = await runDrain({ baseDir: base, messages: DRAIN_MESSAGES, prefix: prefix('drain'), graceMs: GRACE_S * 1000, ceiling: DRAIN_CEILING });
+      } catch (err) {
+        drainError = err instanceof Error ? err.message : String(err);
+        log(`drain failed: ${drainError}`);
+      }
     }
     readings.push(probeDisk(base, 'at the end'));
     const all = new Map<string, Map<RunKind, RunResult>>();
     for (const [name, list] of rounds) all.set(name, bestOfRounds(list));
-    const { text, targets } = report(all, readings, info, { before: loadBefore, after: loadAverage() }, (performance.now() - started) / 1000);
+    const e2e = new Map<string, E2eResult>();
+    for (const [name, list] of e2eRounds) if (list.some((r) => r !== undefined)) e2e.set(name, bestE2e(list));
+    const { text, targets } = report(all, readings, info, { before: loadBefore, after: loadAverage() }, (performance.now() - started) / 1000, e2e, drain, drainError);
     process.stdout.write(text + '\n');
     const dir = join(REPO_ROOT, 'test', 'bench', 'results');
     mkdirSync(dir, { recursive: true });
@@ -504,6 +677,11 @@ async function main(): Promise<number> {
     });
     if (ferryWrong) {
       log('FAIL: Ferry answered with wrong or missing ACKs');
+      return 1;
+    }
+    const lost = [...e2eRounds.values()].flat().some((e) => e === undefined || !e.verification.ok || ackProblems(e.load) !== '') || (drain !== undefined && !drain.verification.ok) || drainError !== undefined;
+    if (lost) {
+      log('FAIL: end to end or drain: a message ACKed by the agent was not stored exactly once at the control plane (or the run failed)');
       return 1;
     }
     if (STRICT && targets.some((t) => t.pass === false)) return 1;

@@ -35,7 +35,8 @@ export function killAllChildren(): void {
   children.clear();
 }
 
-function track(child: ChildProcess): void {
+/** Registers a child so killAllChildren() ends it whatever happens. */
+export function track(child: ChildProcess): void {
   children.add(child);
   child.once('exit', () => children.delete(child));
 }
@@ -46,7 +47,7 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** SIGTERM, then SIGKILL if the process has not exited within timeoutMs. */
-async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
+export async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
   const done = exited(child);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
