@@ -254,3 +254,36 @@ describe('HTTP API: health, metrics, OpenAPI', () => {
     expect(schemaOf('/api/v1/agents', 'get', '401').safeParse(err).success).toBe(true);
   });
 });
+
+describe('HTTP API: API tokens', () => {
+  it('an admin mints tokens with a role; each role gets exactly its routes; a revoked token is refused', async () => {
+    const mint = async (role: string): Promise<{ token: string; id: string; role: string }> => {
+      const res = await call('POST', '/api/v1/api-tokens', { json: { name: `${role}-tool`, role } });
+      expect(res.status).toBe(201);
+      return (await res.json()) as { token: string; id: string; role: string };
+    };
+    const viewer = await mint('viewer');
+    const operator = await mint('operator');
+    expect(viewer).toEqual({ token: expect.any(String), id: expect.any(String), name: 'viewer-tool', role: 'viewer' });
+    // A viewer lists metadata, but neither reads payloads nor manages tokens.
+    expect((await call('GET', '/api/v1/messages', { token: viewer.token })).status).toBe(200);
+    await expectError(await call('GET', '/api/v1/messages/1/payload', { token: viewer.token }), 403, 'forbidden');
+    await expectError(await call('POST', '/api/v1/api-tokens', { token: viewer.token, json: { name: 'x', role: 'admin' } }), 403, 'forbidden');
+    // An operator may read payloads (404 here: no such message), not mint tokens.
+    await expectError(await call('GET', '/api/v1/messages/1/payload', { token: operator.token }), 404, 'not_found');
+    await expectError(await call('POST', '/api/v1/api-tokens', { token: operator.token, json: { name: 'x', role: 'viewer' } }), 403, 'forbidden');
+    // Bad role, unknown field.
+    await expectError(await call('POST', '/api/v1/api-tokens', { json: { name: 'x', role: 'root' } }), 400, 'invalid_request');
+    await expectError(await call('POST', '/api/v1/api-tokens', { json: { name: 'x', role: 'viewer', extra: 1 } }), 400, 'invalid_request');
+    // Revoked: refused from the next request on; revoking an unknown id is 404.
+    expect((await call('DELETE', `/api/v1/api-tokens/${viewer.id}`)).status).toBe(204);
+    await expectError(await call('GET', '/api/v1/messages', { token: viewer.token }), 401, 'unauthenticated');
+    await expectError(await call('DELETE', '/api/v1/api-tokens/no-such-id'), 404, 'not_found');
+    // Both changes are audited, and no token appears in the audit log or the logs.
+    const audit = (await (await call('GET', '/api/v1/audit')).json()) as { items: { action: string }[] };
+    expect(audit.items.map((i) => i.action)).toEqual(expect.arrayContaining(['api_token.created', 'api_token.revoked']));
+    expect(JSON.stringify(audit)).not.toContain(viewer.token);
+    expect(logText).not.toContain(viewer.token);
+    expect(logText).not.toContain(operator.token);
+  });
+});

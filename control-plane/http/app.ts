@@ -7,6 +7,7 @@ import { matchedRoutes } from 'hono/route';
 import { agentRoutes } from './agents.js';
 import { auditRoutes } from './audit.js';
 import { authenticate } from './auth.js';
+import { apiTokenRoutes } from './api-tokens.js';
 import { enrollmentTokenRoutes } from './enrollment-tokens.js';
 import { ApiError, toErrorResponse } from './errors.js';
 import { messageRoutes } from './messages.js';
@@ -16,7 +17,7 @@ import { parseBody, parseQuery, type AppDeps, type RouteSpec } from './route.js'
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export const ROUTES: readonly RouteSpec[] = [...enrollmentTokenRoutes, ...agentRoutes, ...messageRoutes, ...auditRoutes];
+export const ROUTES: readonly RouteSpec[] = [...enrollmentTokenRoutes, ...apiTokenRoutes, ...agentRoutes, ...messageRoutes, ...auditRoutes];
 
 export interface AppOptions {
   readonly version?: string;

@@ -220,6 +220,8 @@ export interface MessageStore {
   consumeEnrollmentToken(token: string): Promise<EnrollmentTokenCheck>;
 
   createApiToken(input: { readonly name: string; readonly role: ApiRole }): Promise<IssuedApiToken>;
+  /** Revokes an API token (idempotent); false when no token has this id. */
+  revokeApiToken(id: string): Promise<boolean>;
   /** The token's identity, or undefined for an unknown or revoked token. */
   verifyApiToken(token: string): Promise<ApiTokenIdentity | undefined>;
   countApiTokens(): Promise<number>;

@@ -100,6 +100,14 @@ export async function createApiToken(ctx: AdminContext, input: { readonly name: 
   return { id, name: input.name, role: input.role, token };
 }
 
+export async function revokeApiToken(ctx: AdminContext, id: string): Promise<boolean> {
+  const now = ctx.now();
+  return ctx.serializeWrite(async () => {
+    await run(ctx.writer, 'UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id]);
+    return (await get(ctx.writer, 'SELECT 1 AS x FROM api_tokens WHERE id = ?', [id])) !== undefined;
+  });
+}
+
 export async function verifyApiToken(ctx: AdminContext, token: string): Promise<ApiTokenIdentity | undefined> {
   if (token.length === 0 || token.length > 256) return undefined;
   const row = await get<{ id: string; name: string; role: ApiRole }>(ctx.reader, 'SELECT id, name, role FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL', [

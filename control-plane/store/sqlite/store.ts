@@ -285,6 +285,11 @@ export class SqliteMessageStore implements MessageStore {
     return admin.createApiToken(this.admin, input);
   }
 
+  revokeApiToken(id: string): Promise<boolean> {
+    this.assertOpen();
+    return admin.revokeApiToken(this.admin, id);
+  }
+
   verifyApiToken(token: string): Promise<ApiTokenIdentity | undefined> {
     this.assertOpen();
     return admin.verifyApiToken(this.admin, token);
