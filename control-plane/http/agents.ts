@@ -133,7 +133,7 @@ export const agentRoutes = [
   defineRoute({
     method: 'post',
     path: '/api/v1/agents/{id}/revoke',
-    summary: "Revoke an agent's credentials: its next stream is refused.",
+    summary: "Revoke an agent's credentials: an open stream ends at once and every new one is refused.",
     auth: 'admin',
     success: { status: 200, schema: agentSchema },
     errors: [409],
@@ -143,7 +143,9 @@ export const agentRoutes = [
       if (!before) throw new ApiError('not_found', 'no agent with this id');
       if (before.revokedAt !== null) throw new ApiError('conflict', 'the agent is already revoked');
       await deps.store.revokeAgent(id);
-      await deps.store.audit({ actor: actorOf(identity!), action: 'agent.revoked', target: `agent:${id}` });
+      // A stream opened before the revocation ends now, not at its next reconnect.
+      const disconnected = deps.ingest?.disconnect?.(id, 'agent credentials revoked; re-enroll this agent') ?? false;
+      await deps.store.audit({ actor: actorOf(identity!), action: 'agent.revoked', target: `agent:${id}`, details: { stream_ended: disconnected } });
       const agent = (await deps.store.getAgent(id))!;
       return c.json(toAgentJson(deps, agent, await deps.store.bufferStats(id)));
     },

@@ -17,6 +17,8 @@ export interface AppDeps {
     connectedAgents(): ReadonlyMap<string, { readonly bufferId: string }>;
     address(): { host: string; port: number } | undefined;
     health(): { readonly state: string; readonly message: string };
+    /** Ends an agent's open stream (after its credentials were revoked); optional for route tests. */
+    disconnect?(agentId: string, reason: string): boolean;
   };
   /** ms since the epoch; injectable for tests. */
   readonly now?: () => number;

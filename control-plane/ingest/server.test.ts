@@ -331,6 +331,18 @@ describe('IngestServer: streaming', () => {
     await s.finish();
     await expect.poll(() => server.connectedAgents().size).toBe(0);
   });
+
+  it('ends an open stream with UNAUTHENTICATED when the agent is disconnected (credentials revoked)', async () => {
+    expect(server.disconnect(agent.id, 'revoked')).toBe(false);
+    const s = open().hello();
+    await s.welcome();
+    s.batch(sampleEnvelopes(1, 5));
+    expect(await s.ack()).toBe(5);
+    expect(server.disconnect(agent.id, 'agent credentials revoked')).toBe(true);
+    expect(status[(await s.status).code]).toBe('UNAUTHENTICATED');
+    await expect.poll(() => server.connectedAgents().size).toBe(0);
+    expect(await allStored()).toHaveLength(5);
+  });
 });
 
 describe('IngestServer: lifecycle', () => {

@@ -75,6 +75,14 @@ export class IngestServer {
     return out;
   }
 
+  /** Ends the agent's open stream, if any, with UNAUTHENTICATED: used when its credentials are revoked. */
+  disconnect(agentId: string, reason: string): boolean {
+    const session = this.byAgent.get(agentId);
+    if (!session || session.isClosed) return false;
+    session.drain(status.UNAUTHENTICATED, reason);
+    return true;
+  }
+
   async start(): Promise<void> {
     this.setHealth('starting', `binding ${this.config.listen}`);
     const server = new Server({
