@@ -1,19 +1,10 @@
 // The audit log: every change and every payload read, newest first.
 
 import { z } from 'zod';
-import { MAX_PAGE_SIZE } from '../store/index.js';
-import { defineRoute, iso } from './route.js';
+import { defineRoute, iso, pagingQuery } from './route.js';
 
 export const auditQuery = z
-  .object({
-    limit: z
-      .string()
-      .regex(/^\d{1,4}$/, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
-      .transform(Number)
-      .refine((n) => n >= 1 && n <= MAX_PAGE_SIZE, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
-      .optional(),
-    cursor: z.string().min(1).max(64).optional(),
-  })
+  .object({ ...pagingQuery })
   .strict();
 
 export const auditEntrySchema = z.object({

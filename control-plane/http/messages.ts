@@ -2,10 +2,10 @@
 // payload read is written to the audit log (who, when, which message) before a byte is sent.
 
 import { z } from 'zod';
-import { MAX_PAGE_SIZE, type MessageSummary } from '../store/index.js';
+import type { MessageSummary } from '../store/index.js';
 import { actorOf } from './auth.js';
 import { ApiError } from './errors.js';
-import { defineRoute, iso } from './route.js';
+import { defineRoute, iso, pagingQuery } from './route.js';
 
 /** ISO 8601 with a zone, or integer milliseconds since the epoch. */
 const instant = z
@@ -31,13 +31,7 @@ export const messageQuery = z
     control_id: z.string().min(1).max(199).optional(),
     since: instant.optional().describe('received at or after'),
     until: instant.optional().describe('received before'),
-    limit: z
-      .string()
-      .regex(/^\d{1,4}$/, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
-      .transform(Number)
-      .refine((n) => n >= 1 && n <= MAX_PAGE_SIZE, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
-      .optional(),
-    cursor: z.string().min(1).max(64).optional(),
+    ...pagingQuery,
   })
   .strict();
 

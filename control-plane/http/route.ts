@@ -5,7 +5,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
-import type { ApiRole, ApiTokenIdentity, MessageStore } from '../store/index.js';
+import { MAX_PAGE_SIZE, type ApiRole, type ApiTokenIdentity, type MessageStore } from '../store/index.js';
 import { ApiError, describeIssues } from './errors.js';
 
 /** What the app needs from the rest of the control plane (injected, so tests pass their own). */
@@ -81,6 +81,17 @@ export function parseQuery(c: Context, schema: z.ZodType): unknown {
 }
 
 /** ISO 8601 from ms since the epoch (null stays null). */
+/** Query parameters of every paged listing: `limit` (1 to MAX_PAGE_SIZE) and an opaque `cursor`. */
+export const pagingQuery = {
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= MAX_PAGE_SIZE, `must be an integer from 1 to ${MAX_PAGE_SIZE}`)
+    .optional(),
+  cursor: z.string().min(1).max(64).optional(),
+};
+
 export function iso(ms: number | null | undefined): string | null {
   return ms === null || ms === undefined ? null : new Date(ms).toISOString();
 }
