@@ -4,9 +4,9 @@
 // readable with the key named in their key_id column. A key is never removed by Ferry.
 
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { FerryError } from '../errors.js';
+import { writeSecretFileAtomic } from '../secret-file.js';
 
 const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
@@ -122,30 +122,16 @@ function nextNonce(): Buffer {
   return nonce;
 }
 
-/** Writes atomically: temp file with mode 0600, fsync, rename, fsync the directory. */
+/** Writes the key file atomically (mode 0600); `exclusive` never replaces a file another process made meanwhile. */
 function writeKeyFile(path: string, content: KeyFile, exclusive: boolean): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(content, null, 2) + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  if (exclusive) {
-    // Never replace a key file another process created meanwhile.
+  writeSecretFileAtomic(path, JSON.stringify(content, null, 2) + '\n', () => {
+    if (!exclusive) return;
     try {
       statSync(path);
-      throw new FerryError('key_file_exists', `key file ${path} appeared while creating it`);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
     }
-  }
-  renameSync(tmp, path);
-  const dirFd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+    throw new FerryError('key_file_exists', `key file ${path} appeared while creating it`);
+  });
 }

@@ -2,11 +2,11 @@
 // control plane is. Written once by `ferry-agent enroll` (mode 0600, atomically), read at start.
 // The secret never leaves this file except in gRPC/MQTT credentials; it is never logged.
 
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError } from '../errors.js';
+import { writeSecretFileAtomic } from '../secret-file.js';
 
 export const CREDENTIALS_FILE = 'credentials.json';
 
@@ -52,10 +52,7 @@ export function readCredentials(dataDir: string): AgentCredentials | undefined {
   return parsed.data;
 }
 
-/**
- * Writes the credentials file atomically: a temp file created 0600, fsynced, renamed over the
- * target, then the directory fsynced. A crash leaves either no file or a whole one.
- */
+/** Writes the credentials file atomically with mode 0600 (see writeSecretFileAtomic). */
 export function writeCredentials(dataDir: string, credentials: AgentCredentials, options: { force?: boolean } = {}): string {
   const path = credentialsPath(dataDir);
   if (!options.force) {
@@ -67,23 +64,6 @@ export function writeCredentials(dataDir: string, credentials: AgentCredentials,
     }
     if (exists) throw new FerryError('credentials_exist', `${path} already exists: this agent is enrolled. Use --force to replace its credentials`);
   }
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(credentials, null, 2) + '\n');
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-  const dirFd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+  writeSecretFileAtomic(path, JSON.stringify(credentials, null, 2) + '\n');
   return path;
 }
