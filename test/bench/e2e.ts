@@ -23,6 +23,7 @@ import { runSinkClient, type SinkClientResult } from './grpc-sink.js';
 import { realisticSource, runLoad, type LoadResult } from './mllp-load.js';
 import { cpuSeconds, rssBytes, sampleRss, systemBusySeconds, threadCpuDelta, threadCpuSeconds } from './procfs.js';
 import { fetchMetrics, stopChild, track } from './servers.js';
+import { onChildLines, parseJsonLine } from '../helpers/child-lines.js';
 
 const CONTROL_PLANE_MAIN = join(REPO_ROOT, 'dist', 'control-plane', 'main.js');
 const BENCH_SOURCE = 'bench';
@@ -37,24 +38,11 @@ function delay(ms: number): Promise<void> {
 
 /** Reads a child's stdout and stderr line by line into `lines`, calling onLine with each parsed JSON line. */
 function collectLines(child: ChildProcess, lines: string[], onLine?: (entry: Record<string, unknown>) => void): void {
-  for (const stream of [child.stdout!, child.stderr!]) {
-    let rest = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const parts = (rest + chunk).split('\n');
-      rest = parts.pop() ?? '';
-      for (const line of parts) {
-        if (line.trim() === '') continue;
-        lines.push(line);
-        if (!onLine) continue;
-        try {
-          onLine(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          /* not JSON */
-        }
-      }
-    });
-  }
+  onChildLines(child, (line) => {
+    lines.push(line);
+    const entry = parseJsonLine(line);
+    if (entry && onLine) onLine(entry);
+  });
 }
 
 // ---- control plane -----------------------------------------------------------------------------

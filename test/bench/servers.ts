@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent, type RunningAgent } from '../helpers/agent-process.js';
+import { onChildLines, parseJsonLine } from '../helpers/child-lines.js';
 
 export type ServerKind = 'ceiling' | 'hl7' | 'ferry';
 
@@ -70,27 +71,14 @@ export async function startPeer(kind: 'ceiling' | 'hl7', timeoutMs = 15_000): Pr
   const lines: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${kind} server did not start within ${timeoutMs} ms:\n${lines.join('\n')}`)), timeoutMs);
-    for (const stream of [child.stdout, child.stderr]) {
-      let rest = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const parts = (rest + chunk).split('\n');
-        rest = parts.pop() ?? '';
-        for (const line of parts) {
-          if (line.trim() === '') continue;
-          lines.push(line);
-          try {
-            const entry = JSON.parse(line) as { port?: number };
-            if (typeof entry.port === 'number' && entry.port > 0) {
-              clearTimeout(timer);
-              resolve(entry.port);
-            }
-          } catch {
-            /* not a JSON line */
-          }
-        }
-      });
-    }
+    onChildLines(child, (line) => {
+      lines.push(line);
+      const port = parseJsonLine(line)?.port;
+      if (typeof port === 'number' && port > 0) {
+        clearTimeout(timer);
+        resolve(port);
+      }
+    });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`${kind} server exited (code ${code}, signal ${signal}) before listening:\n${lines.join('\n')}`));

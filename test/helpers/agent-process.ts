@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { onChildLines, parseJsonLine } from './child-lines.js';
 
 /** The checkout's root: the nearest folder above this file holding package.json (works from dist/ too). */
 export const REPO_ROOT = findRepoRoot(import.meta.dirname);
@@ -68,12 +69,8 @@ export async function startAgent(options: AgentProcessOptions, timeoutMs = 20_00
     const timer = setTimeout(() => rej(new Error(`agent did not start within ${timeoutMs} ms:\n${lines.join('\n')}`)), timeoutMs);
     const onLine = (line: string): void => {
       lines.push(line);
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
+      const entry = parseJsonLine(line);
+      if (!entry) return;
       if (entry.msg === 'admin HTTP listening') adminPort = (entry.listen as { port: number }).port;
       if (entry.msg === 'agent started') {
         clearTimeout(timer);
@@ -82,15 +79,7 @@ export async function startAgent(options: AgentProcessOptions, timeoutMs = 20_00
         res({ mllpPorts, adminPort });
       }
     };
-    for (const stream of [child.stdout!, child.stderr!]) {
-      let rest = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const parts = (rest + chunk).split('\n');
-        rest = parts.pop() ?? '';
-        for (const p of parts) if (p.trim() !== '') onLine(p);
-      });
-    }
+    onChildLines(child, onLine);
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
       rej(new Error(`agent exited (code ${code}, signal ${signal}) before it started:\n${lines.join('\n')}`));

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_MAIN, REPO_ROOT } from './agent-process.js';
+import { onChildLines, parseJsonLine } from './child-lines.js';
 
 export const CONTROL_PLANE_MAIN = join(REPO_ROOT, 'dist', 'control-plane', 'main.js');
 
@@ -39,28 +40,14 @@ export async function startControlPlane(options: ControlPlaneOptions, timeoutMs 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
   const ports = await new Promise<{ http: number; grpc: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`control plane did not start within ${timeoutMs} ms:\n${lines.join('\n')}`)), timeoutMs);
-    for (const stream of [child.stdout!, child.stderr!]) {
-      let rest = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const parts = (rest + chunk).split('\n');
-        rest = parts.pop() ?? '';
-        for (const line of parts) {
-          if (line.trim() === '') continue;
-          lines.push(line);
-          let rec: { msg?: string; http?: { port: number }; grpc?: { port: number } };
-          try {
-            rec = JSON.parse(line) as typeof rec;
-          } catch {
-            continue;
-          }
-          if (rec.msg === 'control plane started' && rec.http && rec.grpc) {
-            clearTimeout(timer);
-            resolve({ http: rec.http.port, grpc: rec.grpc.port });
-          }
-        }
-      });
-    }
+    onChildLines(child, (line) => {
+      lines.push(line);
+      const rec = parseJsonLine(line) as { msg?: string; http?: { port: number }; grpc?: { port: number } } | undefined;
+      if (rec?.msg === 'control plane started' && rec.http && rec.grpc) {
+        clearTimeout(timer);
+        resolve({ http: rec.http.port, grpc: rec.grpc.port });
+      }
+    });
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`control plane exited (code ${code}, signal ${signal}) before it started:\n${lines.join('\n')}`));
