@@ -298,13 +298,15 @@ export class MessageBuffer {
         await run(this.writer, 'ROLLBACK').catch(() => {});
         throw err;
       }
-      // The rows are gone whatever happens here; a failed vacuum only delays reclaiming space.
-      await exec(this.writer, 'PRAGMA incremental_vacuum(2000);').catch(() => {});
+      // Counters change together, after the commit, so stats() never shows a depth without its
+      // matching oldest age.
+      const oldest = await get<{ received_at: number }>(this.writer, 'SELECT received_at FROM messages ORDER BY seq LIMIT 1');
       this.depth -= before.n;
       this.bytes -= Number(before.b ?? 0);
-      const oldest = await get<{ received_at: number }>(this.writer, 'SELECT received_at FROM messages ORDER BY seq LIMIT 1');
       this.oldestReceivedAt = oldest?.received_at ?? null;
       if (this.bytes < this.options.maxBytes * 0.95) this.fullSince = null;
+      // The rows are gone whatever happens here; a failed vacuum only delays reclaiming space.
+      await exec(this.writer, 'PRAGMA incremental_vacuum(2000);').catch(() => {});
       return before.n;
     });
   }
