@@ -10,7 +10,7 @@ import { parseListen, type AgentConfig } from './config/index.js';
 import { credentialsPath, readCredentials } from './enroll/index.js';
 import { FerryError } from './errors.js';
 import type { Logger } from './log.js';
-import { MllpSource } from './sources/mllp/index.js';
+import { createSource, type Source } from './sources/index.js';
 import { Uplink, disabledUplinkStatus, type UplinkStatus } from './uplink/index.js';
 import { VERSION } from './version.js';
 
@@ -29,6 +29,11 @@ export function agentPaths(config: AgentConfig): AgentPaths {
 }
 
 const DEDUPE_PRUNE_INTERVAL_MS = 60_000;
+
+/** The MLLP duplicate windows (file drops deduplicate by file hash instead). */
+function dedupeWindows(config: AgentConfig): number[] {
+  return config.sources.flatMap((s) => (s.type === 'mllp' ? [s.dedupe_window_secs] : []));
+}
 /** The longest a stopping uplink waits for Acks of batches in flight (they are resent otherwise). */
 const UPLINK_STOP_WAIT_MS = 3000;
 
@@ -50,7 +55,7 @@ export class Agent {
     readonly paths: AgentPaths,
     readonly buffer: MessageBuffer,
     readonly metrics: AgentMetrics,
-    readonly sources: readonly MllpSource[],
+    readonly sources: readonly Source[],
     private admin: AdminServer | undefined,
     private readonly log: Logger,
   ) {}
@@ -66,7 +71,7 @@ export class Agent {
       path: paths.bufferFile,
       keyring,
       maxBytes: config.buffer.max_bytes,
-      maxDedupeWindowSecs: Math.max(1, ...config.sources.map((s) => s.dedupe_window_secs)),
+      maxDedupeWindowSecs: Math.max(1, ...dedupeWindows(config)),
       onCommit: (seconds, messages) => {
         metrics.commitSeconds.observe(seconds);
         metrics.commitMessages.observe(messages);
@@ -76,8 +81,7 @@ export class Agent {
     ref.buffer = buffer;
     const stats = buffer.stats();
     log.info({ component: 'buffer', buffer_id: stats.bufferId, depth: stats.depth, bytes: stats.bytes, last_seq: stats.lastSeq, key_id: keyring.activeKeyId }, 'buffer open');
-    const sink = buffer;
-    const sources = config.sources.map((s) => new MllpSource(s, { sink, log, metrics }));
+    const sources = config.sources.map((s) => createSource(s, { buffer, log, metrics }));
     const agent = new Agent(config, paths, buffer, metrics, sources, undefined, log);
     try {
       for (const source of sources) await source.start();
@@ -92,13 +96,13 @@ export class Agent {
       await agent.stop();
       throw err;
     }
-    const window = Math.max(0, ...config.sources.map((s) => s.dedupe_window_secs));
+    const window = Math.max(0, ...dedupeWindows(config));
     agent.pruneTimer = setInterval(() => {
       buffer.pruneDedupe(window * 1000).catch((err: unknown) => log.warn({ err }, 'pruning dedupe entries failed; will retry'));
     }, DEDUPE_PRUNE_INTERVAL_MS);
     agent.pruneTimer.unref();
     if (sources.length === 0) log.warn('no sources configured: the agent is running but receives nothing; add sources to the config file');
-    log.info({ version: VERSION, sources: sources.map((s) => ({ id: s.config.id, type: s.config.type, listen: s.address() })) }, 'agent started');
+    log.info({ version: VERSION, sources: sources.map((s) => ({ id: s.config.id, type: s.config.type, ...s.describe() })) }, 'agent started');
     return agent;
   }
 
@@ -183,9 +187,9 @@ export class Agent {
       sources: this.sources.map((s) => ({
         id: s.config.id,
         type: s.config.type,
-        listen: s.address() ?? null,
+        ...s.describe(),
         health: s.health(),
-        counters: { ...s.counters },
+        counters: s.counters(),
       })),
     };
   }

@@ -18,7 +18,10 @@ export type FerryErrorCode =
   | 'credentials_exist'
   | 'enroll_refused'
   | 'enroll_unreachable'
-  | 'enroll_failed';
+  | 'enroll_failed'
+  | 'source_unsupported'
+  | 'source_failed'
+  | 'policy_invalid';
 
 export class FerryError extends Error {
   constructor(

@@ -140,7 +140,7 @@ function validateCommand(flags: Flags): number {
     return 1;
   }
   const c = result.config;
-  process.stdout.write(`${flags.config} is valid: data_dir ${c.data_dir}, ${c.sources.length} source(s): ${c.sources.map((s) => `${s.id} (${s.type} ${s.listen})`).join(', ') || 'none'}\n`);
+  process.stdout.write(`${flags.config} is valid: data_dir ${c.data_dir}, ${c.sources.length} source(s): ${c.sources.map((s) => `${s.id} (${s.type} ${s.type === 'mllp' ? s.listen : s.path})`).join(', ') || 'none'}\n`);
   return 0;
 }
 

@@ -2,14 +2,11 @@
 
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { toProblem, type ConfigProblem } from '../../proto/policy/index.js';
 import { FerryError } from '../errors.js';
 import { agentConfigSchema, type AgentConfig } from './schema.js';
 
-export interface ConfigProblem {
-  readonly path: string;
-  readonly message: string;
-}
+export type { ConfigProblem };
 
 export type ValidationResult = { readonly ok: true; readonly config: AgentConfig } | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
 
@@ -19,10 +16,6 @@ export function validateConfig(raw: unknown): ValidationResult {
   return { ok: false, problems: parsed.error.issues.map(toProblem) };
 }
 
-function toProblem(issue: z.core.$ZodIssue): ConfigProblem {
-  const path = issue.path.length === 0 ? '(root)' : issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
-  return { path, message: issue.message };
-}
 
 /** Parses YAML text; YAML syntax errors are reported as problems too, with line numbers. */
 export function validateYaml(text: string): ValidationResult {

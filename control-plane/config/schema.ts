@@ -2,14 +2,9 @@
 // Keys are snake_case (DESIGN.md); command-line flags override the file.
 
 import { z } from 'zod';
+import { parseListen } from '../../proto/policy/index.js';
 
-export function parseListen(value: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
+export { parseListen };
 
 const listenAddress = z.string().refine((v) => parseListen(v) !== undefined, { message: 'must be host:port, e.g. 0.0.0.0:8080 or [::]:8080' });
 

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { AgentMetrics } from '../../agent/admin/metrics.js';
 import { Keyring, MessageBuffer, type StoredMessage } from '../../agent/buffer/index.js';
-import { mllpSourceSchema } from '../../agent/config/schema.js';
+import { mllpSourceSchema } from '../../proto/policy/index.js';
 import { createLogger } from '../../agent/log.js';
 import { MllpClient } from '../../agent/sources/mllp/client.js';
 import type { FrameSink } from '../../agent/sources/mllp/frame-handler.js';

@@ -110,7 +110,7 @@ describe('max_connections', () => {
     third.write(frame(realisticMessage('CONNC', 1)));
     expect(await closesWithin(third, 3000)).toBe(true);
     expect(await refusedCount(h.metrics, 'max_connections')).toBe(1);
-    expect(h.source.counters.connectionsRefused).toBe(1);
+    expect(h.source.stats.connectionsRefused).toBe(1);
 
     expect(readAck(await a.send(realisticMessage('CONNA', 2))).code).toBe('AA');
     expect(readAck(await b.send(realisticMessage('CONNB', 2))).code).toBe('AA');
@@ -119,7 +119,7 @@ describe('max_connections', () => {
 
     // Once one of the two leaves, a new connection is served.
     await a.close();
-    await waitFor(() => h!.source.counters.connections === 1, 3000, 'server noticed the close');
+    await waitFor(() => h!.source.stats.connections === 1, 3000, 'server noticed the close');
     const d = await h.client();
     expect(readAck(await d.send(realisticMessage('CONND', 1))).code).toBe('AA');
     expect(await refusedCount(h.metrics, 'max_connections')).toBe(1);
@@ -310,7 +310,7 @@ describe('one bad sender never delays the others', () => {
       // Let the event loop run so the server reads what the kernel passes on.
       await new Promise((r) => setImmediate(r));
     }
-    const hogAcked = (): number => harness.source.counters.messagesAcked;
+    const hogAcked = (): number => harness.source.stats.messagesAcked;
 
     // The server stops taking the hog's frames: its count stops moving while most bytes wait client-side.
     let last = -1;

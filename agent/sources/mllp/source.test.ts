@@ -201,7 +201,7 @@ describe('duplicates', () => {
     const rows = await h.stored();
     expect(rows).toHaveLength(1);
     expect(rows[0]!.payload.equals(m)).toBe(true);
-    expect(h.source.counters.duplicates).toBe(2);
+    expect(h.source.stats.duplicates).toBe(2);
     expect((await h.metrics.messagesDuplicate.get()).values[0]?.value).toBe(2);
   });
 
@@ -217,7 +217,7 @@ describe('duplicates', () => {
     expect(rows).toHaveLength(2);
     expect(rows[0]!.payload.equals(first)).toBe(true);
     expect(rows[1]!.payload.equals(second)).toBe(true);
-    expect(h.source.counters.duplicates).toBe(0);
+    expect(h.source.stats.duplicates).toBe(0);
   });
 
   it('stores every copy with dedupe_window_secs: 0', async () => {

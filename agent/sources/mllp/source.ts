@@ -10,12 +10,9 @@ import { parseListen, type MllpSourceConfig } from '../../config/index.js';
 import { FerryError } from '../../errors.js';
 import { MllpConnection } from './connection.js';
 import { FrameHandler, type FrameSink } from './frame-handler.js';
+import type { Source, SourceCounters, SourceHealth } from '../source.js';
 
-export interface SourceHealth {
-  readonly state: 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
-  readonly message: string;
-  readonly since: string;
-}
+export type { SourceHealth } from '../source.js';
 
 export interface MllpSourceDeps {
   readonly sink: FrameSink;
@@ -33,14 +30,14 @@ export interface MllpSourceCounters {
   lastError: string | null;
 }
 
-export class MllpSource {
+export class MllpSource implements Source {
   private server: Server | undefined;
   private readonly connections = new Set<MllpConnection>();
   private readonly allow: BlockList | undefined;
   private readonly handler: FrameHandler;
   private draining = false;
   private healthValue: SourceHealth = { state: 'stopped', message: 'not started', since: new Date().toISOString() };
-  readonly counters: MllpSourceCounters = { connections: 0, connectionsTotal: 0, connectionsRefused: 0, messagesAcked: 0, framesRejected: 0, duplicates: 0, lastError: null };
+  readonly stats: MllpSourceCounters = { connections: 0, connectionsTotal: 0, connectionsRefused: 0, messagesAcked: 0, framesRejected: 0, duplicates: 0, lastError: null };
   private readonly log: Logger;
 
   constructor(
@@ -65,18 +62,18 @@ export class MllpSource {
           received.inc(messages);
           acked.inc(messages);
           bytes.inc(n);
-          this.counters.messagesAcked += messages;
+          this.stats.messagesAcked += messages;
           if (duplicates > 0) {
             dup.inc(duplicates);
-            this.counters.duplicates += duplicates;
+            this.stats.duplicates += duplicates;
             this.log.info({ control_id: header?.controlId, message_type: header?.messageType, duplicates }, 'resent message recognised inside dedupe window; acknowledged again, stored once');
           }
           if (this.log.isLevelEnabled('debug')) this.log.debug({ control_id: header?.controlId, message_type: header?.messageType, size: n, messages }, 'frame committed');
         },
         refused: ({ code, reason, bytes: n, header, hashPrefix }) => {
           m.framesRejected.labels(config.id, String(code)).inc();
-          this.counters.framesRejected++;
-          this.counters.lastError = reason;
+          this.stats.framesRejected++;
+          this.stats.lastError = reason;
           this.log.warn({ code, reason, size: n, sha256_prefix: hashPrefix, control_id: header?.controlId, message_type: header?.messageType }, 'frame refused');
         },
         responded: (code) => {
@@ -90,6 +87,14 @@ export class MllpSource {
         },
       },
     });
+  }
+
+  counters(): SourceCounters {
+    return { ...this.stats };
+  }
+
+  describe(): Readonly<Record<string, unknown>> {
+    return { listen: this.address() ?? null };
   }
 
   health(): SourceHealth {
@@ -121,7 +126,7 @@ export class MllpSource {
         )
       : createServer(onSocket);
     server.on('tlsClientError', (err: Error) => {
-      this.counters.connectionsRefused++;
+      this.stats.connectionsRefused++;
       this.deps.metrics.connectionsRefused.labels(this.config.id, 'tls').inc();
       this.log.warn({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'TLS handshake failed; connection refused');
     });
@@ -193,18 +198,18 @@ export class MllpSource {
       this.log.child({ remote }),
     );
     this.connections.add(conn);
-    this.counters.connections = this.connections.size;
-    this.counters.connectionsTotal++;
+    this.stats.connections = this.connections.size;
+    this.stats.connectionsTotal++;
     this.deps.metrics.connections.labels(this.config.id).inc();
     void conn.closed.then(() => {
       this.connections.delete(conn);
-      this.counters.connections = this.connections.size;
+      this.stats.connections = this.connections.size;
       this.deps.metrics.connections.labels(this.config.id).dec();
     });
   }
 
   private refuse(socket: Socket, reason: string, fields: object, message: string): void {
-    this.counters.connectionsRefused++;
+    this.stats.connectionsRefused++;
     this.deps.metrics.connectionsRefused.labels(this.config.id, reason).inc();
     this.log.warn(fields, message);
     socket.on('error', () => {});
