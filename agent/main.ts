@@ -14,6 +14,7 @@ import { frame } from './sources/mllp/decoder.js';
 import { createLogger } from './log.js';
 import { MllpClient, readAck } from './sources/mllp/client.js';
 import { VERSION } from './version.js';
+import { importCommand } from './import/index.js';
 
 const USAGE = `ferry-agent ${VERSION}: HL7 v2 edge agent (MLLP in, encrypted store-and-forward buffer)
 
@@ -30,6 +31,9 @@ Usage:
   ferry-agent rotate-key [--config FILE] [--data-dir DIR]
                                                        add a new data key and make it active
   ferry-agent send --to HOST:PORT FILE...              send HL7 files over MLLP and print each ACK
+  ferry-agent import DIR --source ID [--include GLOB] [--dry-run] [--max-file-bytes SIZE] [--config FILE] [--data-dir DIR]
+                                                       load a tree of HL7 files into the buffer (agent stopped;
+                                                       resumable; files are left in place)
   ferry-agent version
 `;
 
@@ -48,6 +52,11 @@ function parse(argv: string[]): { command: string | undefined; flags: Flags; pos
       'token-file': { type: 'string' },
       name: { type: 'string' },
       force: { type: 'boolean' },
+      // import
+      source: { type: 'string' },
+      include: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'max-file-bytes': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -67,44 +76,63 @@ function resolveConfig(flags: Flags): AgentConfig {
 }
 
 async function runCommand(flags: Flags): Promise<number> {
-  const config = resolveConfig(flags);
+  let config = resolveConfig(flags);
   const log = createLogger(config.log_level);
-  let agent: Agent;
-  try {
-    agent = await Agent.start(config, log);
-  } catch (err) {
-    log.fatal({ err: errorFields(err) }, 'agent failed to start');
-    log.flush();
-    return 1;
-  }
-  return new Promise<number>((resolve) => {
-    let signalled = false;
-    const shutdown = (signal: string): void => {
-      if (signalled) {
-        log.warn({ signal }, 'second signal: exiting without waiting');
-        log.flush();
-        process.exit(130);
-      }
-      signalled = true;
-      log.info({ signal }, 'shutdown requested');
-      agent.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err: errorFields(err) }, 'shutdown did not complete cleanly');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
-    process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGHUP', () => {
-      try {
-        agent.reloadKeys();
-      } catch (err) {
-        log.error({ err: errorFields(err) }, 'reloading the key file failed; still using the previous keys');
-      }
-    });
+  // One event at a time drives the loop: a signal ends it, a fleet `restart` command starts a new
+  // agent in this same process (config file read again) — the same under systemd and `npm start`.
+  let pending: 'signal' | 'restart' | undefined;
+  let wake: (() => void) | undefined;
+  const fire = (why: 'signal' | 'restart'): void => {
+    if (pending !== 'signal') pending = why;
+    wake?.();
+  };
+  let agent: Agent | undefined;
+  let signalled = false;
+  const shutdown = (signal: string): void => {
+    if (signalled) {
+      log.warn({ signal }, 'second signal: exiting without waiting');
+      log.flush();
+      process.exit(130);
+    }
+    signalled = true;
+    log.info({ signal }, 'shutdown requested');
+    fire('signal');
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      agent?.reloadKeys();
+    } catch (err) {
+      log.error({ err: errorFields(err) }, 'reloading the key file failed; still using the previous keys');
+    }
   });
+  for (;;) {
+    try {
+      agent = await Agent.start(config, log, { loadLocalConfig: () => resolveConfig(flags), requestRestart: () => fire('restart') });
+    } catch (err) {
+      log.fatal({ err: errorFields(err) }, 'agent failed to start');
+      log.flush();
+      return 1;
+    }
+    if (pending === undefined) await new Promise<void>((resolve) => (wake = resolve));
+    wake = undefined;
+    const why = pending;
+    pending = undefined;
+    try {
+      await agent.stop(why === 'restart' ? 'restart' : 'shutdown');
+    } catch (err) {
+      log.error({ err: errorFields(err) }, 'shutdown did not complete cleanly');
+      if (why !== 'restart') return 1;
+    }
+    if (why !== 'restart') return 0;
+    log.info('agent restarting in this process (fleet restart command)');
+    try {
+      config = resolveConfig(flags);
+    } catch (err) {
+      log.error({ err: errorFields(err) }, 'the config file is now invalid; restarting with the one read at the previous start');
+    }
+  }
 }
 
 async function enrollCommand(flags: Flags): Promise<number> {
@@ -192,7 +220,27 @@ function formatStatus(s: Record<string, unknown>): string {
       `source ${String(src.id)} (${String(src.type)}${l ? ` ${l.host}:${l.port}` : ''}): ${h.state}; ${String(c.connections)} connections, ${String(c.messagesAcked)} acked, ${String(c.framesRejected)} refused, ${String(c.duplicates)} duplicates${c.lastError ? `; last error: ${String(c.lastError)}` : ''}`,
     );
   }
+  lines.push(...formatFleet(s.fleet as Record<string, unknown> | undefined));
   return lines.join('\n') + '\n';
+}
+
+/** The fleet block: connection, broker, applied policy, and each part of the policy that did not apply. */
+function formatFleet(f: Record<string, unknown> | undefined): string[] {
+  if (!f) return [];
+  const err = f.last_error as { code: string; message: string } | null | undefined;
+  const lines =
+    f.state === 'disabled'
+      ? [`fleet: off: ${String(f.message)}`]
+      : [`fleet: ${String(f.state)} (broker ${String(f.broker)}, ${String(f.protocol)}) since ${String(f.since)}${err ? `; last error: ${err.code}: ${err.message}` : ''}`];
+  const p = f.policy as { policy_id: string | null; applied_version: number | null; received_version: number | null; state: string; errors: { path: string; message: string }[] } | undefined;
+  if (!p || p.state === 'none') {
+    lines.push('  policy: none applied (running the local config file)');
+    return lines;
+  }
+  const received = p.received_version !== null && p.received_version !== p.applied_version ? `, received v${p.received_version}` : '';
+  lines.push(`  policy ${String(p.policy_id)}: v${p.applied_version ?? '-'} applied${received}; ${p.state}`);
+  for (const e of p.errors) lines.push(`    ${e.path}: ${e.message}`);
+  return lines;
 }
 
 async function checkCommand(flags: Flags): Promise<number> {
@@ -275,6 +323,17 @@ async function main(argv: string[]): Promise<number> {
       return checkCommand(flags);
     case 'rotate-key':
       return rotateKeyCommand(flags);
+    case 'import':
+      return importCommand({
+        dir: positionals[0],
+        sourceId: typeof flags.source === 'string' ? flags.source : undefined,
+        include: typeof flags.include === 'string' ? flags.include : undefined,
+        dryRun: flags['dry-run'] === true,
+        maxFileBytes: typeof flags['max-file-bytes'] === 'string' ? flags['max-file-bytes'] : undefined,
+        config: resolveConfig(flags),
+        stdout: process.stdout,
+        stderr: process.stderr,
+      });
     case 'send':
       return sendCommand(flags, positionals);
     case 'version':

@@ -1,6 +1,6 @@
-// Wiring and lifecycle of the control-plane process: store, gRPC ingest and HTTP API in one
-// process. start() opens them in that order; stop() closes HTTP, drains gRPC (tryShutdown, then
-// force at the deadline), then closes the store.
+// Wiring and lifecycle of the control-plane process: store, MQTT fleet bus, gRPC ingest and HTTP
+// API in one process. start() opens them in that order; stop() closes HTTP, drains gRPC
+// (tryShutdown, then force at the deadline), closes the fleet bus, then closes the store.
 
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +10,7 @@ import type { Server } from 'node:http';
 import type { ControlPlaneConfig } from './config/index.js';
 import { parseListen } from './config/index.js';
 import { ControlPlaneError } from './errors.js';
+import { FleetService, agentMqttUrl, createFleetBus, type FleetBus } from './fleet/index.js';
 import { createApp, createMetrics } from './http/index.js';
 import { IngestServer } from './ingest/index.js';
 import type { Logger } from './log.js';
@@ -22,6 +23,8 @@ export class ControlPlane {
     readonly store: MessageStore,
     readonly ingest: IngestServer,
     private readonly http: Server,
+    readonly fleetBus: FleetBus,
+    readonly fleet: FleetService,
     private readonly config: ControlPlaneConfig,
     private readonly log: Logger,
   ) {}
@@ -30,16 +33,26 @@ export class ControlPlane {
     const log = deps.log;
     const store = await SqliteMessageStore.open({ dataDir: config.data_dir });
     let ingest: IngestServer | undefined;
+    const fleetBus = createFleetBus(config.mqtt, { store, log });
+    let fleet: FleetService | undefined;
     try {
       await ensureAdminToken(store, config.data_dir, log);
-      if (config.mqtt.listen !== undefined || config.mqtt.url !== undefined) {
-        log.warn({ component: 'fleet' }, 'the MQTT fleet bus is not built yet; the mqtt settings are accepted and ignored');
-      }
+      // Listening before HTTP, so the first enrollment answer already names a live broker.
+      // The fleet service starts the bus with its handlers and republishes every agent's policy (H3).
+      fleet = new FleetService(store, fleetBus, log);
+      await fleet.start();
       ingest = new IngestServer({ listen: config.grpc.listen }, { store, log });
       await ingest.start();
       const ingestRef = ingest;
-      const metrics = createMetrics({ processMetrics: true, ingestCounters: () => ingestRef.counters });
-      const app = createApp({ store, log, ingest }, { version: deps.version, metrics });
+      const fleetRef = fleet;
+      const metrics = createMetrics({ processMetrics: true, ingestCounters: () => ingestRef.counters, fleetBusCounters: () => fleetBus.counters(), fleetGauges: () => fleetRef.gauges() });
+      const fleetBusPort = {
+        agentMqttUrl: (hostname: string) => agentMqttUrl(fleetBus, config.mqtt, hostname),
+        forgetAgent: (id: string) => fleetBus.forgetAgent(id),
+        agentEnrolled: async (id: string) => fleetBus.agentEnrolled?.(id),
+        health: () => fleetBus.health?.() ?? { state: 'connected', message: '' },
+      };
+      const app = createApp({ store, log, ingest, fleetBus: fleetBusPort, fleet }, { version: deps.version, metrics });
       const http = createAdaptorServer({ fetch: app.fetch }) as Server;
       const listen = parseListen(config.http.listen)!;
       await new Promise<void>((resolve, reject) => {
@@ -48,13 +61,22 @@ export class ControlPlane {
       });
       const httpAddr = http.address() as AddressInfo;
       const grpcAddr = ingest.address()!;
+      const mqttAddr = fleetBus.address?.();
       log.info(
-        { http: { host: httpAddr.address, port: httpAddr.port }, grpc: { host: grpcAddr.host, port: grpcAddr.port }, data_dir: config.data_dir, version: deps.version },
+        {
+          http: { host: httpAddr.address, port: httpAddr.port },
+          grpc: { host: grpcAddr.host, port: grpcAddr.port },
+          mqtt: mqttAddr ? { host: mqttAddr.host, port: mqttAddr.port, tls: config.mqtt.tls !== undefined } : { url: fleetBus.agentUrl },
+          data_dir: config.data_dir,
+          version: deps.version,
+        },
         'control plane started',
       );
-      return new ControlPlane(store, ingest, http, config, log);
+      return new ControlPlane(store, ingest, http, fleetBus, fleet, config, log);
     } catch (err) {
       await ingest?.stop(Date.now() + 1000).catch(() => {});
+      await fleet?.stop().catch(() => {});
+      await fleetBus.close().catch(() => {});
       await store.close().catch(() => {});
       throw err;
     }
@@ -67,6 +89,8 @@ export class ControlPlane {
     const force = setTimeout(() => this.http.closeAllConnections(), Math.max(0, deadline - Date.now()));
     await Promise.all([httpClosed, this.ingest.stop(deadline)]);
     clearTimeout(force);
+    await this.fleet.stop(); // writes the statuses still pending before the store closes
+    await this.fleetBus.close();
     await this.store.close();
     this.log.info('control plane stopped');
   }

@@ -13,7 +13,11 @@ export type ControlPlaneErrorCode =
   | 'query_invalid'
   | 'store_closed'
   | 'store_io'
-  | 'listen_failed';
+  | 'listen_failed'
+  | 'fleet_bus_unavailable'
+  | 'fleet_bus_config'
+  | 'policy_exists'
+  | 'policy_unknown';
 
 export class ControlPlaneError extends Error {
   constructor(

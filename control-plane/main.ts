@@ -9,7 +9,7 @@ import { ControlPlane } from './control-plane.js';
 
 const VERSION = '0.1.0';
 
-const USAGE = `ferry-control-plane ${VERSION}: the Ferry control plane (HTTP API, gRPC ingest, message store)
+const USAGE = `ferry-control-plane ${VERSION}: the Ferry control plane (HTTP API, gRPC ingest, MQTT fleet bus, message store)
 
 Usage:
   ferry-control-plane serve [--config FILE] [--data-dir DIR] [--http-port 8080] [--grpc-port 50051]
@@ -70,13 +70,21 @@ export function resolveConfig(flags: Flags): ControlPlaneConfig {
     data_dir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : c.data_dir,
     http: { listen: withPort(c.http.listen, port(flags, 'http-port')) },
     grpc: { listen: withPort(c.grpc.listen, port(flags, 'grpc-port')) },
-    mqtt:
-      typeof flags['mqtt-url'] === 'string'
-        ? { url: flags['mqtt-url'] }
-        : mqttPort !== undefined
-          ? { listen: withPort(c.mqtt.listen ?? '0.0.0.0:1883', mqttPort) }
-          : c.mqtt,
+    mqtt: mqttFromFlags(c.mqtt, typeof flags['mqtt-url'] === 'string' ? flags['mqtt-url'] : undefined, mqttPort),
   };
+}
+
+/** --mqtt-url switches to an external broker (keeping the file's credentials); --mqtt-port moves the embedded one. */
+function mqttFromFlags(mqtt: ControlPlaneConfig['mqtt'], url: string | undefined, mqttPort: number | undefined): ControlPlaneConfig['mqtt'] {
+  if (url !== undefined) {
+    if (!/^(mqtts?|wss?):\/\/\S+$/.test(url)) throw new UsageError('--mqtt-url must be an mqtt://, mqtts://, ws:// or wss:// URL');
+    if (/^[a-z]+:\/\/[^/]*@/i.test(url)) throw new UsageError('--mqtt-url must not carry credentials (a command line is visible to ps); set mqtt.username and mqtt.password_file in the config file');
+    const { listen: _listen, tls: _tls, max_packet_bytes: _max, connect_timeout_secs: _timeout, ...external } = mqtt;
+    return { ...external, url };
+  }
+  if (mqttPort === undefined) return mqtt;
+  if (mqtt.url !== undefined) throw new UsageError('--mqtt-port sets the embedded broker\'s port, but the config file sets mqtt.url (an external broker)');
+  return { ...mqtt, listen: withPort(mqtt.listen ?? '0.0.0.0:1883', mqttPort) };
 }
 
 async function serveCommand(flags: Flags): Promise<number> {
@@ -125,7 +133,8 @@ function validateCommand(flags: Flags): number {
     return 1;
   }
   const c = result.config;
-  process.stdout.write(`${flags.config} is valid: data_dir ${c.data_dir}, http ${c.http.listen}, grpc ${c.grpc.listen}\n`);
+  const mqtt = c.mqtt.url !== undefined ? `external broker ${c.mqtt.url}` : `embedded broker on ${c.mqtt.listen ?? '0.0.0.0:1883'}`;
+  process.stdout.write(`${flags.config} is valid: data_dir ${c.data_dir}, http ${c.http.listen}, grpc ${c.grpc.listen}, mqtt ${mqtt}\n`);
   return 0;
 }
 

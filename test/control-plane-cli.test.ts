@@ -24,7 +24,7 @@ afterEach(() => {
 });
 
 function start(dataDir: string): Promise<{ lines: string[]; http: number; grpc: number; exit: Promise<number | null> }> {
-  child = spawn(process.execPath, [BUILT, 'serve', '--data-dir', dataDir, '--http-port', '0', '--grpc-port', '0'], { stdio: 'pipe' });
+  child = spawn(process.execPath, [BUILT, 'serve', '--data-dir', dataDir, '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { stdio: 'pipe' });
   const lines: string[] = [];
   const exit = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)));
   let partial = '';

@@ -20,6 +20,10 @@ export class AgentMetrics {
   readonly uplinkMessagesAcked: Counter;
   readonly uplinkReconnects: Counter;
   readonly uplinkConnected: Gauge;
+  // file_drop sources (see agent/sources/file-drop/)
+  readonly fileDropFiles: Counter<'source' | 'outcome'>;
+  readonly fileDropPending: Gauge<'source'>;
+  readonly fileDropPaused: Gauge<'source'>;
 
   constructor(bufferStats: () => BufferStats | undefined, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -42,6 +46,14 @@ export class AgentMetrics {
     this.uplinkMessagesAcked = new Counter({ name: 'ferry_uplink_messages_acked_total', help: 'Messages the control plane acknowledged as durably stored', registers });
     this.uplinkReconnects = new Counter({ name: 'ferry_uplink_reconnects_total', help: 'Uplink streams that ended (or failed to open) and were retried', registers });
     this.uplinkConnected = new Gauge({ name: 'ferry_uplink_connected', help: '1 while the uplink stream to the control plane is open (Welcome received)', registers });
+    this.fileDropFiles = new Counter({
+      name: 'ferry_file_drop_files_total',
+      help: 'Files of file_drop sources by outcome: seen, taken (committed), duplicate (same bytes taken before), archived, deleted, errored (moved to error_dir), refused (symlink, device)',
+      labelNames: ['source', 'outcome'],
+      registers,
+    });
+    this.fileDropPending = new Gauge({ name: 'ferry_file_drop_pending_files', help: 'Files seen in the watched folder and not yet taken (waiting to be complete, queued, or paused)', labelNames: ['source'], registers });
+    this.fileDropPaused = new Gauge({ name: 'ferry_file_drop_paused', help: '1 while a file_drop source is paused because the buffer is full', labelNames: ['source'], registers });
     const gauge = (name: string, help: string, read: (s: BufferStats) => number): void => {
       new Gauge({
         name,

@@ -13,7 +13,7 @@ import { FerryError } from '../errors.js';
 import { Keyring } from './keyring.js';
 import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
 import { RecentKeys } from './recent-keys.js';
-import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
+import { FILE_COLUMNS, FILE_COLUMN_COUNT, INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
 
 export interface MessageMeta {
   readonly messageType: string;
@@ -45,6 +45,33 @@ export type AppendOutcome =
 export type AppendRefusal = { readonly status: 'full' } | { readonly status: 'closed' };
 
 export type AppendResult = { readonly status: 'committed'; readonly outcomes: readonly AppendOutcome[] } | AppendRefusal;
+
+/** A whole file whose messages are committed together with its hash (file_drop, import). */
+export interface IncomingFile {
+  readonly sourceId: string;
+  /** The file's name (relative path) as taken; sealed at rest, never logged by the buffer. */
+  readonly name: string;
+  readonly size: number;
+  /** sha256 of the file's bytes: with sourceId, its identity. */
+  readonly sha256: Buffer;
+}
+
+export type FileAppendResult =
+  /** Stored now: its messages hold seqs firstSeq .. firstSeq + messages - 1. */
+  | { readonly status: 'committed'; readonly firstSeq: number; readonly messages: number }
+  /** The same source already committed a file with these bytes (a crash before the move, a resend, a resumed import): nothing stored. */
+  | { readonly status: 'already_taken'; readonly firstSeq: number }
+  | AppendRefusal;
+
+/** What the buffer remembers of a file it took. */
+export interface TakenFile {
+  readonly sourceId: string;
+  readonly sha256: Buffer;
+  readonly size: number;
+  readonly messages: number;
+  readonly firstSeq: number;
+  readonly takenAt: number;
+}
 
 export interface StoredMessage {
   readonly seq: number;
@@ -86,6 +113,8 @@ interface PendingAppend {
   readonly keys: readonly (Buffer | null)[];
   readonly bytes: number;
   readonly dedupeWindowMs: number;
+  /** Set when the append is one file's messages: its row in `files` goes in the same transaction. */
+  readonly file?: SealedFile;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (err: Error) => void;
 }
@@ -95,6 +124,8 @@ interface PendingAppend {
 // commits use a transaction and power-of-two chunks, so a handful of cached statements cover them.
 const SINGLE_STATEMENT_ROWS = 64;
 const MAX_ROWS_PER_STATEMENT = 128;
+const MAX_FILES_PER_STATEMENT = 64;
+const NO_FILES: ReadonlyMap<string, number> = new Map();
 /** Pending messages from which the next commit is sealed while the current one is written. */
 const PREPLAN_MIN_MESSAGES = 64;
 /** Dedupe entries read per query when the filter is filled at start. */
@@ -112,6 +143,8 @@ export class MessageBuffer {
   private readonly writeOps: (() => Promise<void>)[] = [];
   private readonly insertStatements = new Map<number, sqlite3.Statement>();
   private dedupeLookup: sqlite3.Statement | undefined;
+  private takenFileLookup: Promise<sqlite3.Statement> | undefined;
+  private readonly fileInsertStatements = new Map<number, sqlite3.Statement>();
   private depth = 0;
   private bytes = 0;
   private oldestReceivedAt: number | null = null;
@@ -125,7 +158,7 @@ export class MessageBuffer {
     private readonly reader: sqlite3.Database,
     readonly bufferId: string,
     private keyring: Keyring,
-    private readonly options: BufferOptions,
+    private options: BufferOptions,
     lastSeq: number,
   ) {
     this.nextSeq = lastSeq + 1;
@@ -205,6 +238,12 @@ export class MessageBuffer {
     this.keyring = keyring;
   }
 
+  /** A new capacity (fleet policy, applied live): only later appends are checked against it. */
+  setMaxBytes(maxBytes: number): void {
+    this.options = { ...this.options, maxBytes };
+    if (this.bytes < maxBytes * 0.95) this.fullSince = null;
+  }
+
   stats(): BufferStats {
     return {
       bufferId: this.bufferId,
@@ -223,6 +262,63 @@ export class MessageBuffer {
    * after the commit is durable; refuses at once, touching nothing, when the buffer is full or closed.
    */
   append(messages: readonly IncomingMessage[], options: AppendOptions = {}): Promise<AppendResult> {
+    return this.enqueue(messages, options, undefined);
+  }
+
+  /**
+   * Stores one file's messages and its identity (source, sha256, size, sealed name) in one
+   * transaction, with consecutive seqs. When the same source already committed a file with the
+   * same bytes (found in the table, or earlier in the commits in flight), nothing is stored and
+   * the answer is `already_taken`. Full and closed refusals are as for append().
+   */
+  async appendFile(file: IncomingFile, messages: readonly IncomingMessage[]): Promise<FileAppendResult> {
+    if (messages.length === 0) throw new FerryError('buffer_io', 'a file must hold at least one message');
+    const keyId = this.keyring.activeKeyId;
+    const sealedFile: SealedFile = {
+      sourceId: file.sourceId,
+      sha256: file.sha256,
+      size: file.size,
+      messages: messages.length,
+      keyId,
+      // Placeholders until the seqs are known (enqueue assigns them); the name's seal does not depend on them.
+      firstSeq: 0,
+      takenAt: Date.now(),
+      sealedName: this.keyring.seal(Buffer.from(file.name, 'utf8'), fileNameAad(this.bufferId, file.sourceId, file.sha256, keyId)),
+    };
+    const result = await this.enqueue(messages, {}, sealedFile);
+    if (result.status !== 'committed') return result;
+    const first = result.outcomes[0]!;
+    if (first.status === 'duplicate') return { status: 'already_taken', firstSeq: first.seq };
+    return { status: 'committed', firstSeq: first.seq, messages: messages.length };
+  }
+
+  /** What the buffer remembers of a file this source committed with these bytes, if any (committed state only). */
+  async takenFile(sourceId: string, sha256: Buffer): Promise<TakenFile | undefined> {
+    this.takenFileLookup ??= prepare(this.reader, 'SELECT size, messages, first_seq, taken_at FROM files WHERE source_id = ? AND sha256 = ?');
+    const [row] = await allStatement<{ size: number; messages: number; first_seq: number; taken_at: number }>(await this.takenFileLookup, [sourceId, sha256]);
+    return row ? { sourceId, sha256, size: row.size, messages: row.messages, firstSeq: row.first_seq, takenAt: row.taken_at } : undefined;
+  }
+
+  /** How many files the buffer remembers for a source (import skips per-file lookups when none). */
+  async countTakenFiles(sourceId: string): Promise<number> {
+    return (await get<{ n: number }>(this.reader, 'SELECT COUNT(*) AS n FROM files WHERE source_id = ?', [sourceId]))?.n ?? 0;
+  }
+
+  /** The file name a taken file was committed under (decrypted), for tools that audit imports. */
+  async takenFileName(sourceId: string, sha256: Buffer): Promise<string | undefined> {
+    const row = await get<{ key_id: string; name: Buffer }>(this.reader, 'SELECT key_id, name FROM files WHERE source_id = ? AND sha256 = ?', [sourceId, sha256]);
+    return row ? this.keyring.open(row.key_id, row.name, fileNameAad(this.bufferId, sourceId, sha256, row.key_id)).toString('utf8') : undefined;
+  }
+
+  /**
+   * Forgets files a source took before `olderThanMs` ago. Only safe for files that can no longer
+   * reappear in the source's folder (archived or deleted long ago); see README.md.
+   */
+  pruneFiles(sourceId: string, olderThanMs: number): Promise<number> {
+    return this.enqueueWrite(async () => (await run(this.writer, 'DELETE FROM files WHERE source_id = ? AND taken_at < ?', [sourceId, Date.now() - olderThanMs])).changes);
+  }
+
+  private enqueue(messages: readonly IncomingMessage[], options: AppendOptions, file: SealedFile | undefined): Promise<AppendResult> {
     if (this.closed) return Promise.resolve({ status: 'closed' });
     let size = 0;
     for (const m of messages) size += m.payload.length;
@@ -254,8 +350,9 @@ export class MessageBuffer {
       });
       keys.push(dedupeWindowMs > 0 ? filterKey(m.sourceId, sha256) : null);
     }
+    const fileRecord = file && { ...file, firstSeq: rows[0]!.seq };
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ messages, rows, keys, bytes: size, dedupeWindowMs, resolve, reject });
+      this.pending.push(fileRecord ? { messages, rows, keys, bytes: size, dedupeWindowMs, file: fileRecord, resolve, reject } : { messages, rows, keys, bytes: size, dedupeWindowMs, resolve, reject });
       this.kick();
     });
   }
@@ -324,6 +421,9 @@ export class MessageBuffer {
     for (const stmt of this.insertStatements.values()) await finalize(stmt);
     this.insertStatements.clear();
     if (this.dedupeLookup) await finalize(this.dedupeLookup);
+    for (const stmt of this.fileInsertStatements.values()) await finalize(stmt);
+    this.fileInsertStatements.clear();
+    if (this.takenFileLookup) await this.takenFileLookup.then(finalize, () => {});
     await exec(this.writer, 'PRAGMA wal_checkpoint(TRUNCATE);').catch(() => {});
     await close(this.writer);
     await close(this.reader);
@@ -362,7 +462,7 @@ export class MessageBuffer {
         const current = next;
         next = undefined;
         const insertStarted = performance.now();
-        const written = this.insertRows(current.plan.rows).then(
+        const written = this.insertRows(current.plan.rows, current.plan.files).then(
           () => {
             this.lastInsertMs = performance.now() - insertStarted;
             this.lastCommitMessages = current.plan.rows.length;
@@ -436,7 +536,7 @@ export class MessageBuffer {
     let bytes = 0;
     for (const p of group) bytes += p.bytes;
     try {
-      const plan = await this.planGroup(group, Date.now(), inFlight?.plan.keys);
+      const plan = await this.planGroup(group, Date.now(), inFlight?.plan);
       return { group, plan, bytes };
     } catch (cause) {
       this.fail({ group, bytes }, new FerryError('buffer_io', 'buffer commit failed', { cause }));
@@ -463,12 +563,28 @@ export class MessageBuffer {
   }
 
   /** Decides, before writing, which of the group's (already sealed) messages are new. */
-  private async planGroup(group: readonly PendingAppend[], now: number, inFlightKeys: ReadonlyMap<string, number> | undefined): Promise<CommitPlan> {
+  private async planGroup(group: readonly PendingAppend[], now: number, inFlight: CommitPlan | undefined): Promise<CommitPlan> {
+    const inFlightKeys = inFlight?.keys;
     const known = await this.lookupDedupe(group, now);
     const rows: SealedRow[] = [];
     const outcomes: AppendOutcome[][] = [];
     const seenInGroup = new Map<string, number>();
+    // Files: only groups that hold one pay for the lookups (the MLLP path never does).
+    const files: SealedFile[] = [];
+    const filesInGroup = new Map<string, number>();
+    const knownFiles = group.some((p) => p.file !== undefined) ? await this.lookupFiles(group) : NO_FILES;
     for (const p of group) {
+      if (p.file) {
+        const fileKey = fileIdentity(p.file.sourceId, p.file.sha256);
+        const earlier = filesInGroup.get(fileKey) ?? inFlight?.fileKeys.get(fileKey) ?? knownFiles.get(fileKey);
+        if (earlier !== undefined) {
+          // Taken before: every message answers as a duplicate of the earlier file's rows; nothing is written.
+          outcomes.push(p.rows.map((_, i) => ({ status: 'duplicate', seq: earlier + i })));
+          continue;
+        }
+        filesInGroup.set(fileKey, p.file.firstSeq);
+        files.push(p.file);
+      }
       const groupOutcomes: AppendOutcome[] = [];
       for (let i = 0; i < p.rows.length; i++) {
         const row = p.rows[i]!;
@@ -489,7 +605,31 @@ export class MessageBuffer {
       }
       outcomes.push(groupOutcomes);
     }
-    return { rows, outcomes, keys: seenInGroup };
+    return { rows, outcomes, keys: seenInGroup, files, fileKeys: filesInGroup };
+  }
+
+  /** first_seq of the group's files already in the `files` table, by identity: one query per source and commit. */
+  private async lookupFiles(group: readonly PendingAppend[]): Promise<ReadonlyMap<string, number>> {
+    const found = new Map<string, number>();
+    const bySource = new Map<string, Buffer[]>();
+    for (const p of group) {
+      if (!p.file) continue;
+      const list = bySource.get(p.file.sourceId);
+      if (list) list.push(p.file.sha256);
+      else bySource.set(p.file.sourceId, [p.file.sha256]);
+    }
+    for (const [sourceId, hashes] of bySource) {
+      for (let at = 0; at < hashes.length; at += 500) {
+        const chunk = hashes.slice(at, at + 500);
+        const rows = await all<{ sha256: Buffer; first_seq: number }>(
+          this.writer,
+          `SELECT sha256, first_seq FROM files WHERE source_id = ? AND sha256 IN (${placeholders(1, chunk.length)})`,
+          [sourceId, ...chunk],
+        );
+        for (const r of rows) found.set(fileIdentity(sourceId, r.sha256), r.first_seq);
+      }
+    }
+    return found;
   }
 
   /**
@@ -512,9 +652,9 @@ export class MessageBuffer {
   }
 
   /** Writes the rows (and, by trigger, their dedupe entries) atomically and durably. */
-  private async insertRows(rows: readonly SealedRow[]): Promise<void> {
+  private async insertRows(rows: readonly SealedRow[], files: readonly SealedFile[]): Promise<void> {
     if (rows.length === 0) return;
-    if (rows.length <= SINGLE_STATEMENT_ROWS) {
+    if (rows.length <= SINGLE_STATEMENT_ROWS && files.length === 0) {
       // One statement in autocommit is its own transaction: SQLite fsyncs the WAL before it returns.
       await this.runInsert(rows, 0, rows.length);
       return;
@@ -526,6 +666,11 @@ export class MessageBuffer {
         const size = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
         await this.runInsert(rows, offset, size);
         offset += size;
+      }
+      for (let at = 0; at < files.length; ) {
+        const size = Math.min(MAX_FILES_PER_STATEMENT, previousPowerOfTwo(files.length - at));
+        await this.runFileInsert(files, at, size);
+        at += size;
       }
       await run(this.writer, 'COMMIT');
     } catch (err) {
@@ -554,6 +699,16 @@ export class MessageBuffer {
       params[j++] = row.size;
       params[j++] = row.sha256;
       params[j++] = row.dedupe ? 1 : 0;
+    }
+    await runStatement(stmt, params);
+  }
+
+  private async runFileInsert(files: readonly SealedFile[], offset: number, count: number): Promise<void> {
+    const stmt = await this.cachedStatement(this.fileInsertStatements, count, () => `INSERT INTO files (${FILE_COLUMNS}) VALUES ${placeholders(FILE_COLUMN_COUNT, count)}`);
+    const params: SqlValue[] = [];
+    for (let i = offset; i < offset + count; i++) {
+      const f = files[i]!;
+      params.push(f.sourceId, f.sha256, f.size, f.messages, f.firstSeq, f.takenAt, f.keyId, f.sealedName);
     }
     await runStatement(stmt, params);
   }
@@ -602,6 +757,17 @@ interface SealedRow {
   readonly dedupe: boolean;
 }
 
+interface SealedFile {
+  readonly sourceId: string;
+  readonly sha256: Buffer;
+  readonly size: number;
+  readonly messages: number;
+  readonly firstSeq: number;
+  readonly takenAt: number;
+  readonly keyId: string;
+  readonly sealedName: Buffer;
+}
+
 interface PlannedCommit {
   readonly group: readonly PendingAppend[];
   readonly plan: CommitPlan;
@@ -613,11 +779,23 @@ interface CommitPlan {
   /** Filter keys (hex) of this plan's deduplicated rows, with their seqs. */
   readonly keys: ReadonlyMap<string, number>;
   readonly outcomes: readonly (readonly AppendOutcome[])[];
+  /** Files stored by this plan (their rows in `files`), and their identities with first seqs. */
+  readonly files: readonly SealedFile[];
+  readonly fileKeys: ReadonlyMap<string, number>;
 }
 
 /** Authenticated data: a sealed payload only opens in the row, buffer and source it was written for. */
 export function rowAad(bufferId: string, seq: number, sourceId: string, keyId: string): Buffer {
   return Buffer.from(`ferry-row-v1\0${bufferId}\0${seq}\0${sourceId}\0${keyId}`, 'utf8');
+}
+
+/** Authenticated data of a sealed file name: it only opens for the source and content it was written for. */
+export function fileNameAad(bufferId: string, sourceId: string, sha256: Buffer, keyId: string): Buffer {
+  return Buffer.from(`ferry-file-v1\0${bufferId}\0${sourceId}\0${sha256.toString('hex')}\0${keyId}`, 'utf8');
+}
+
+function fileIdentity(sourceId: string, sha256: Buffer): string {
+  return `${sourceId}\0${sha256.toString('hex')}`;
 }
 
 /** An integer for SQL text; anything else is a bug, never interpolated. */

@@ -8,9 +8,13 @@ export {
   type AppendResult,
   type BufferOptions,
   type BufferStats,
+  type FileAppendResult,
+  type IncomingFile,
   type IncomingMessage,
+  type TakenFile,
   type MessageMeta,
   type StoredMessage,
 } from './buffer.js';
 export { Keyring } from './keyring.js';
 export { checkBuffer, type CheckReport } from './check.js';
+export { openTakenFileIndex, type TakenFileIndex } from './taken-files.js';

@@ -43,7 +43,27 @@ BEGIN
   INSERT OR REPLACE INTO dedupe (source_id, control_id, sha256, seq, seen_at)
   VALUES (NEW.source_id, NEW.control_id, NEW.sha256, NEW.seq, NEW.received_at);
 END;
+-- The memory of what file sources (file_drop, import) took: one row per (source, file content),
+-- written in the same transaction as the file's messages (consecutive seqs from first_seq). It
+-- outlives the messages: after a crash between commit and archive, or an import resumed, a file
+-- whose hash is here is not stored again. The file name may carry patient data: it is sealed
+-- like a payload (authenticated data binds it to its source and hash). See README.md.
+CREATE TABLE IF NOT EXISTS files (
+  source_id  TEXT    NOT NULL,
+  sha256     BLOB    NOT NULL,
+  size       INTEGER NOT NULL,
+  messages   INTEGER NOT NULL,
+  first_seq  INTEGER NOT NULL,
+  taken_at   INTEGER NOT NULL,
+  key_id     TEXT    NOT NULL,
+  name       BLOB    NOT NULL,
+  PRIMARY KEY (source_id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_taken_at ON files (taken_at);
 `;
+
+export const FILE_COLUMNS = 'source_id, sha256, size, messages, first_seq, taken_at, key_id, name';
+export const FILE_COLUMN_COUNT = 8;
 
 export const MESSAGE_COLUMNS =
   'seq, source_id, received_at, key_id, payload, message_type, trigger_event, control_id, sending_app, sending_facility, version, size, sha256';

@@ -7,6 +7,29 @@ import { listenAddress, logLevelSchema, secs, size, sourcesSchema, uplinkSchema 
 
 export { parseListen, parseSize, mllpSourceSchema, fileDropSourceSchema, type MllpSourceConfig, type FileDropSourceConfig, type SourceConfig, type UplinkConfig } from '../../proto/policy/index.js';
 
+/**
+ * The MQTT fleet client (local only: a policy cannot set it). The broker URL and the agent's
+ * credentials come from DATA_DIR/credentials.json (`ferry-agent enroll`).
+ */
+export const fleetSchema = z
+  .object({
+    /** false: no fleet client; the agent runs its local file (and any cached policy) only. */
+    enabled: z.boolean().default(true),
+    /** Status is republished at least this often; the control plane counts an agent offline when it is late. */
+    heartbeat_secs: secs('heartbeat_secs').default(15),
+    /** Counters are published on the telemetry topic this often. */
+    telemetry_secs: secs('telemetry_secs').default(60),
+    /** MQTT keepalive: the broker fires the last will (offline) after about 1.5 times this much silence. */
+    keepalive_secs: z.number().int().min(1).max(65535).default(30),
+    /** How long one connection attempt may take. */
+    connect_timeout_secs: secs('connect_timeout_secs').default(10),
+    /** Wait between reconnect attempts. */
+    reconnect_delay_secs: secs('reconnect_delay_secs').default(2),
+    /** CA bundle that signed the broker's certificate (mqtts:// with a private CA); default: the system roots. */
+    ca_file: z.string().min(1).optional(),
+  })
+  .strict();
+
 export const agentConfigSchema = z
   .object({
     data_dir: z.string().min(1).default('/var/lib/ferry-agent'),
@@ -26,7 +49,9 @@ export const agentConfigSchema = z
     sources: sourcesSchema.default([]),
     uplink: uplinkSchema.prefault({}),
     shutdown_timeout_secs: secs('shutdown_timeout_secs').default(15),
+    fleet: fleetSchema.prefault({}),
   })
   .strict();
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
+export type FleetConfig = z.output<typeof fleetSchema>;

@@ -17,6 +17,8 @@ const credentialsSchema = z.object({
   /** host:port of the control plane's gRPC ingest, as the control plane announced it at enrollment. */
   grpc_target: z.string().min(1),
   enrolled_at: z.string(),
+  /** The fleet MQTT broker (mqtt:// or mqtts://), when the control plane announced one at enrollment. */
+  mqtt_url: z.string().min(1).optional(),
 });
 
 export type AgentCredentials = z.output<typeof credentialsSchema>;

@@ -65,6 +65,15 @@ describe('enroll', () => {
     expect(Date.parse(readCredentials(dataDir)!.enrolled_at)).toBeGreaterThan(Date.now() - 60_000);
   });
 
+  it('keeps the fleet broker URL when the answer carries mqtt_url (an old answer without it leaves it out)', async () => {
+    const dataDir = join(dir, 'data');
+    await enroll({ controlPlaneUrl: url(), token: TOKEN, name: 'a', dataDir });
+    expect(readCredentials(dataDir)!.mqtt_url).toBeUndefined();
+    answer = { status: 201, body: { agent_id: 'agt_789', secret: SECRET, grpc_target: '127.0.0.1:50051', mqtt_url: 'mqtts://cp.example.org:8883' } };
+    await enroll({ controlPlaneUrl: url(), token: TOKEN, name: 'a', dataDir, force: true });
+    expect(readCredentials(dataDir)).toMatchObject({ agent_id: 'agt_789', mqtt_url: 'mqtts://cp.example.org:8883' });
+  });
+
   it('refuses to replace existing credentials without force, before spending the token', async () => {
     const dataDir = join(dir, 'data');
     await enroll({ controlPlaneUrl: url(), token: TOKEN, name: 'a', dataDir });

@@ -80,7 +80,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     const refused = res.status === 401 || res.status === 403 || res.status === 404 || res.status === 410;
     throw new FerryError(refused ? 'enroll_refused' : 'enroll_failed', `enrollment refused by ${base.origin} (HTTP ${res.status}${code}): ${detail}`);
   }
-  const answer = body as { agent_id?: unknown; secret?: unknown; grpc_target?: unknown } | undefined;
+  const answer = body as { agent_id?: unknown; secret?: unknown; grpc_target?: unknown; mqtt_url?: unknown } | undefined;
   if (typeof answer?.agent_id !== 'string' || answer.agent_id === '' || typeof answer.secret !== 'string' || answer.secret === '') {
     throw new FerryError('enroll_failed', `the control plane at ${base.origin} answered without an agent id and secret; is it a Ferry control plane?`);
   }
@@ -91,6 +91,8 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     control_plane_url: base.toString().replace(/\/$/, ''),
     grpc_target: grpcTarget,
     enrolled_at: new Date().toISOString(),
+    // The fleet broker, when the control plane runs one; an agent without it runs without a fleet client.
+    ...(typeof answer.mqtt_url === 'string' && answer.mqtt_url !== '' ? { mqtt_url: answer.mqtt_url } : {}),
   };
   const file = writeCredentials(options.dataDir, credentials, { force: options.force === true });
   return { agentId: credentials.agent_id, credentialsFile: file, grpcTarget };

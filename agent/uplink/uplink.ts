@@ -124,6 +124,13 @@ export class Uplink {
     for (const w of this.dataWaiters) w();
   }
 
+  /** Push the backlog now (fleet `flush` command): cut short a backoff wait, and wake an idle stream. */
+  flush(): void {
+    this.backoff.reset();
+    this.wakeSleep?.();
+    this.wake();
+  }
+
   /** Stops sending, gives batches in flight until the deadline to be acknowledged, cancels the stream. */
   async stop(deadlineMs: number): Promise<void> {
     if (!this.loop) return;

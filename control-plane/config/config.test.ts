@@ -25,6 +25,18 @@ describe('control plane config', () => {
     expect(r.problems.map((p) => p.path).sort()).toEqual(['(root)', 'data_dir', 'grpc', 'grpc.listen', 'http.listen', 'mqtt'].sort());
   });
 
+  it('checks the mqtt section: embedded-only and external-only keys, credentials that go together (H2)', () => {
+    const ok = validateYaml('mqtt:\n  url: mqtts://broker:8883\n  username: cp\n  password_file: /etc/ferry/mqtt-password\n  mosquitto:\n    password_file: /etc/mosquitto/passwd\n    acl_file: /etc/mosquitto/acl\n');
+    expect(ok.ok).toBe(true);
+    const bad = validateYaml('mqtt:\n  tls:\n    cert_file: a\n    key_file: b\n  url: mqtt://x\n  username: cp\n');
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.problems.map((p) => p.path).sort()).toEqual(['mqtt.password_file', 'mqtt.tls']);
+    const embeddedWithCreds = validateYaml('mqtt:\n  listen: 127.0.0.1:1884\n  ca_file: /x\n');
+    expect(embeddedWithCreds.ok).toBe(false);
+    if (!embeddedWithCreds.ok) expect(embeddedWithCreds.problems.map((p) => p.path)).toEqual(['mqtt.ca_file']);
+  });
+
   it('reports YAML syntax errors with a line', () => {
     const r = validateYaml('http:\n  listen: [\n');
     expect(r.ok).toBe(false);

@@ -11,6 +11,14 @@ export interface FleetBusEvents {
   commandResult(agentId: string, result: CommandResultMessage): void;
 }
 
+/** The bus's state for /readyz (H2 addition): embedded: listening; external: the broker connection. */
+export interface FleetBusHealth {
+  readonly state: 'stopped' | 'connecting' | 'connected' | 'disconnected' | 'listening';
+  readonly message: string;
+  /** ms since the epoch when this state began. */
+  readonly since: number;
+}
+
 export interface FleetBus {
   /** The URL agents are told to connect to (enrollment answer), e.g. mqtt://host:1883. */
   readonly agentUrl: string;
@@ -26,5 +34,9 @@ export interface FleetBus {
   connectedAgents(): ReadonlySet<string> | undefined;
   /** Counters for /metrics: messages in and out, refused connections, refused publishes/subscribes. */
   counters(): Readonly<Record<string, number>>;
+  /** A new agent was enrolled: an external broker's credentials (Mosquitto files) are brought up to date before its answer goes out. Optional. */
+  agentEnrolled?(agentId: string): Promise<void>;
+  /** Connection state for /readyz and logs (optional so test doubles need not implement it). */
+  health?(): FleetBusHealth;
   close(): Promise<void>;
 }

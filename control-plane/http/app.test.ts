@@ -85,6 +85,8 @@ describe('HTTP API: enrollment', () => {
   });
 
   it('takes policy, expiry and uses; refuses expired, revoked and unknown tokens with their codes', async () => {
+    await expectError(await call('POST', '/api/v1/enrollment-tokens', { json: { policy_id: 'lab' } }), 404, 'not_found'); // no such policy yet
+    expect((await call('POST', '/api/v1/policies', { json: { id: 'lab', name: 'Lab', config: {} } })).status).toBe(201);
     const t = await enrollmentToken({ policy_id: 'lab', expires_in_secs: 60, max_uses: 2 });
     expect((await enroll(t.token)).status).toBe(201);
     clock += 60_000;

@@ -7,17 +7,19 @@ import { matchedRoutes } from 'hono/route';
 import { agentRoutes } from './agents.js';
 import { auditRoutes } from './audit.js';
 import { authenticate } from './auth.js';
+import { commandRoutes } from './commands.js';
 import { apiTokenRoutes } from './api-tokens.js';
 import { enrollmentTokenRoutes } from './enrollment-tokens.js';
 import { ApiError, toErrorResponse } from './errors.js';
 import { messageRoutes } from './messages.js';
 import { createMetrics, type HttpMetrics, type IngestCountersView } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
+import { policyRoutes } from './policies.js';
 import { parseBody, parseQuery, type AppDeps, type RouteSpec } from './route.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export const ROUTES: readonly RouteSpec[] = [...enrollmentTokenRoutes, ...apiTokenRoutes, ...agentRoutes, ...messageRoutes, ...auditRoutes];
+export const ROUTES: readonly RouteSpec[] = [...enrollmentTokenRoutes, ...apiTokenRoutes, ...agentRoutes, ...commandRoutes, ...policyRoutes, ...messageRoutes, ...auditRoutes];
 
 export interface AppOptions {
   readonly version?: string;
@@ -70,7 +72,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): Hono {
     const ingest = deps.ingest?.health();
     if (!ingest) reasons.push('the gRPC ingest is not configured');
     else if (ingest.state !== 'running') reasons.push(`the gRPC ingest is ${ingest.state}: ${ingest.message}`);
-    return reasons.length === 0 ? c.json({ status: 'ready' }) : c.json({ status: 'not_ready', reasons }, 503);
+    // The fleet bus does not carry data: a lost broker is a warning, ingest stays ready.
+    const bus = deps.fleetBus?.health?.();
+    const warnings = bus && bus.state !== 'listening' && bus.state !== 'connected' ? [`the MQTT fleet bus is ${bus.state}: ${bus.message}`] : [];
+    if (reasons.length > 0) return c.json({ status: 'not_ready', reasons, ...(warnings.length > 0 ? { warnings } : {}) }, 503);
+    return c.json({ status: 'ready', ...(warnings.length > 0 ? { warnings } : {}) });
   });
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);

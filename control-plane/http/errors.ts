@@ -18,6 +18,8 @@ export type ApiErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'conflict'
+  | 'policy_invalid'
+  | 'command_args_invalid'
   | 'enrollment_token_invalid'
   | 'enrollment_token_expired'
   | 'enrollment_token_used_up'
@@ -38,6 +40,8 @@ const STATUS: Record<ApiErrorCode, ContentfulStatusCode> = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  policy_invalid: 422,
+  command_args_invalid: 422,
   enrollment_token_expired: 410,
   enrollment_token_used_up: 410,
   enrollment_token_revoked: 410,
@@ -48,14 +52,24 @@ const STATUS: Record<ApiErrorCode, ContentfulStatusCode> = {
   unavailable: 503,
 };
 
+/** One problem of a rejected document (a policy, command args), by path ("sources[1].listen"). */
+export interface ApiProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
 export class ApiError extends Error {
+  /** Every problem found, when the request carried a document (policy_invalid, command_args_invalid). */
+  readonly problems: readonly ApiProblem[] | undefined;
+
   constructor(
     readonly code: ApiErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; problems?: readonly ApiProblem[] },
   ) {
     super(message, options);
     this.name = 'ApiError';
+    this.problems = options?.problems;
   }
 
   get status(): ContentfulStatusCode {
@@ -63,7 +77,13 @@ export class ApiError extends Error {
   }
 }
 
-export const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+export const errorBodySchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    problems: z.array(z.object({ path: z.string(), message: z.string() })).optional().describe('policy_invalid, command_args_invalid: every problem, by path'),
+  }),
+});
 
 /** "field.path: problem; other: problem" from a zod error, in the order zod found them. */
 export function describeIssues(error: z.ZodError): string {
@@ -82,6 +102,12 @@ function toApiError(err: unknown): ApiError {
         return new ApiError('payload_corrupt', 'the stored payload failed its integrity check; see the control plane log', { cause: err });
       case 'store_closed':
         return new ApiError('unavailable', 'the control plane is shutting down', { cause: err });
+      case 'policy_unknown':
+        return new ApiError('not_found', err.message, { cause: err });
+      case 'policy_exists':
+        return new ApiError('conflict', err.message, { cause: err });
+      case 'fleet_bus_unavailable':
+        return new ApiError('unavailable', err.message, { cause: err });
       default:
         return new ApiError('internal', 'internal error; see the control plane log', { cause: err });
     }
@@ -97,5 +123,5 @@ export function toErrorResponse(err: unknown, c: Context, log: Logger): Response
     log.error({ err: { name: (cause as Error).name, code: (cause as { code?: unknown }).code, message: (cause as Error).message }, path: c.req.path }, 'request failed');
   }
   if (apiError.code === 'unauthenticated') c.header('WWW-Authenticate', 'Bearer realm="ferry"');
-  return c.json({ error: { code: apiError.code, message: apiError.message } }, apiError.status);
+  return c.json({ error: { code: apiError.code, message: apiError.message, ...(apiError.problems ? { problems: apiError.problems } : {}) } }, apiError.status);
 }

@@ -4,5 +4,5 @@
 
 export { createApp, MAX_BODY_BYTES, ROUTES, type AppOptions } from './app.js';
 export { ApiError, type ApiErrorCode } from './errors.js';
-export { createMetrics, type HttpMetrics, type IngestCountersView } from './metrics.js';
+export { createMetrics, type FleetGaugesView, type HttpMetrics, type IngestCountersView } from './metrics.js';
 export type { AppDeps } from './route.js';

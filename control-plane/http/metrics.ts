@@ -13,12 +13,26 @@ export interface IngestCountersView {
   readonly bytesStored: number;
 }
 
+export interface FleetGaugesView {
+  readonly agents: Readonly<Record<string, number>>;
+  readonly health: Readonly<Record<string, number>>;
+  readonly commands: Readonly<Record<string, number>>;
+}
+
 export interface HttpMetrics {
   readonly registry: Registry;
   observe(method: string, route: string, status: number, seconds: number): void;
 }
 
-export function createMetrics(options: { ingestCounters?: () => IngestCountersView | undefined; processMetrics?: boolean } = {}): HttpMetrics {
+export function createMetrics(
+  options: {
+    ingestCounters?: () => IngestCountersView | undefined;
+    processMetrics?: boolean;
+    fleetBusCounters?: () => Readonly<Record<string, number>> | undefined;
+    /** The fleet service's gauges (agents online/offline and by health, commands by status), read when scraped (H3). */
+    fleetGauges?: () => Promise<FleetGaugesView>;
+  } = {},
+): HttpMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: 'ferry_cp_http_requests_total', help: 'HTTP requests by method, route pattern and status', labelNames: ['method', 'route', 'status'], registers: [registry] });
@@ -56,6 +70,48 @@ export function createMetrics(options: { ingestCounters?: () => IngestCountersVi
         this.set(read()?.streamsOpen ?? 0);
       },
     });
+  }
+  const bus = options.fleetBusCounters;
+  if (bus) {
+    // One family, a label per bus counter (messages_in, connections_refused, ...): the embedded and
+    // external buses count different things, and the set may grow without touching this file.
+    new Gauge({
+      name: 'ferry_cp_fleet_bus',
+      help: 'MQTT fleet bus counters since start (messages in/out/invalid, connections and publishes/subscribes refused, connected clients)',
+      labelNames: ['counter'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [counter, value] of Object.entries(bus() ?? {})) this.set({ counter }, value);
+      },
+    });
+  }
+  const fleet = options.fleetGauges;
+  if (fleet) {
+    // One read per scrape feeds all three families.
+    let pending: Promise<FleetGaugesView> | undefined;
+    const read = (): Promise<FleetGaugesView> => {
+      pending ??= fleet().finally(() => {
+        pending = undefined;
+      });
+      return pending;
+    };
+    const family = (name: string, help: string, label: string, pick: (v: FleetGaugesView) => Readonly<Record<string, number>>): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: [label],
+        registers: [registry],
+        async collect() {
+          const values = pick(await read());
+          this.reset();
+          for (const [key, value] of Object.entries(values)) this.set({ [label]: key }, value);
+        },
+      });
+    };
+    family('ferry_cp_fleet_agents', 'Agents (not revoked) by presence', 'state', (v) => v.agents);
+    family('ferry_cp_fleet_agents_health', 'Agents (not revoked) by health', 'health', (v) => v.health);
+    family('ferry_cp_fleet_commands', 'Commands by status', 'status', (v) => v.commands);
   }
   return {
     registry,

@@ -21,6 +21,7 @@ const COMMON_ERRORS: Record<number, string> = {
   410: 'the enrollment token expired, was used up, or was revoked',
   413: 'request body too large',
   415: 'request body is not JSON',
+  422: 'the document (policy, command args) is invalid: every problem with its path',
 };
 
 export function buildOpenApi(routes: readonly RouteSpec[], info: { version: string }): JsonSchema {

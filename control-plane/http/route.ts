@@ -4,6 +4,7 @@
 
 import type { Context } from 'hono';
 import { z } from 'zod';
+import type { FleetControl } from '../fleet/index.js';
 import type { Logger } from '../log.js';
 import { MAX_PAGE_SIZE, type ApiRole, type ApiTokenIdentity, type MessageStore } from '../store/index.js';
 import { ApiError, describeIssues } from './errors.js';
@@ -20,6 +21,17 @@ export interface AppDeps {
     /** Ends an agent's open stream (after its credentials were revoked); optional for route tests. */
     disconnect?(agentId: string, reason: string): boolean;
   };
+  /** The MQTT fleet bus as the HTTP API sees it (H2): the URL agents get at enrollment, revocation, state. Absent in route tests that do not need it. */
+  readonly fleetBus?: {
+    /** The mqtt_url of an enrollment answer, given the host name the request came in on. */
+    agentMqttUrl(requestHostname: string): string;
+    forgetAgent(agentId: string): Promise<void>;
+    /** Brings an external broker's credentials up to date with a new agent (Mosquitto files); optional. */
+    agentEnrolled?(agentId: string): Promise<void>;
+    health?(): { readonly state: string; readonly message: string };
+  };
+  /** The fleet service (H3): presence, health, policy publishing, commands, rollout. Absent in route tests that do not need it. */
+  readonly fleet?: FleetControl;
   /** ms since the epoch; injectable for tests. */
   readonly now?: () => number;
 }

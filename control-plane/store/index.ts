@@ -6,7 +6,19 @@
 export {
   API_ROLES,
   DEFAULT_PAGE_SIZE,
+  DEFAULT_POLICY_ID,
   MAX_PAGE_SIZE,
+  type AgentStatusRecord,
+  type BacklogSample,
+  type CommandPage,
+  type CommandRecord,
+  type CommandStatus,
+  type NewCommandInput,
+  type NewPolicyInput,
+  type PolicyRecord,
+  type PolicyUpdateInput,
+  type PolicyUpdateResult,
+  type PolicyVersionRecord,
   type AgentBufferStats,
   type AgentRecord,
   type ApiRole,
@@ -20,6 +32,7 @@ export {
   type IssuedEnrollmentToken,
   type NewEnrollmentTokenInput,
   type AgentVerification,
+  type BrokerCredential,
   type IncomingEnvelope,
   type IngestResult,
   type MessageMetadata,
@@ -31,3 +44,5 @@ export {
 } from './types.js';
 export { StoreKeyring } from './keyring.js';
 export { SqliteMessageStore, STORE_FILE, STORE_KEY_FILE, type SqliteStoreOptions } from './sqlite/store.js';
+export { POLICY_ID_PATTERN } from './sqlite/fleet.js';
+export { mosquittoPasswordHash } from './agent-secrets.js';

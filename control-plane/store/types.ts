@@ -177,9 +177,111 @@ export interface NewAgent {
   readonly secret: string;
 }
 
+/** An agent's MQTT credential as an external broker's password file holds it. */
+export interface BrokerCredential {
+  readonly agentId: string;
+  /** `$7$101$salt$hash` (mosquitto_passwd's PBKDF2-SHA512 format). */
+  readonly mosquittoHash: string;
+}
+
 export type AgentVerification =
   | { readonly status: 'ok'; readonly agent: AgentRecord }
   | { readonly status: 'unknown_agent' | 'wrong_secret' | 'revoked' };
+
+/** A fleet policy (its documents are the versions). */
+export interface PolicyRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly latestVersion: number;
+  readonly createdAt: number;
+  readonly createdBy: string;
+  readonly updatedAt: number;
+}
+
+/** One version of a policy: the document as the admin wrote it (validated before it was stored). */
+export interface PolicyVersionRecord {
+  readonly policyId: string;
+  readonly version: number;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly createdBy: string;
+  readonly createdAt: number;
+}
+
+export interface NewPolicyInput {
+  /** Default: a random UUID. */
+  readonly id?: string;
+  readonly name: string;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly createdBy: string;
+}
+
+export interface PolicyUpdateInput {
+  /** A new document; a new version is made only when it differs from the latest. */
+  readonly config?: Readonly<Record<string, unknown>>;
+  readonly name?: string;
+  readonly updatedBy: string;
+}
+
+export interface PolicyUpdateResult {
+  readonly previous: PolicyVersionRecord;
+  /** The latest version after the update (the same as previous when the document did not change). */
+  readonly current: PolicyVersionRecord;
+  readonly policy: PolicyRecord;
+  readonly previousName: string;
+}
+
+/** A backlog reading kept to tell whether an agent's backlog keeps growing. */
+export interface BacklogSample {
+  readonly at: number;
+  readonly depth: number;
+  readonly bytes: number;
+}
+
+/** The latest status an agent published, as the control plane keeps it. */
+export interface AgentStatusRecord {
+  readonly agentId: string;
+  /** The StatusMessage as received (validated by the bus). */
+  readonly status: Readonly<Record<string, unknown>>;
+  /** ms since the epoch, when the control plane received it. */
+  readonly receivedAt: number;
+  /** false after the last will, a clean shutdown, or a late heartbeat. */
+  readonly online: boolean;
+  readonly appliedPolicyVersion: number | null;
+  /** Oldest first, a few at most. */
+  readonly backlogSamples: readonly BacklogSample[];
+}
+
+export type CommandStatus = 'pending' | 'succeeded' | 'failed' | 'expired';
+
+export interface CommandRecord {
+  readonly id: string;
+  readonly agentId: string;
+  readonly type: string;
+  readonly args: Readonly<Record<string, unknown>>;
+  readonly issuedBy: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly status: CommandStatus;
+  /** What the agent answered ({result?, error?}); null while pending or when it expired unanswered. */
+  readonly result: Readonly<Record<string, unknown>> | null;
+  readonly finishedAt: number | null;
+}
+
+export interface NewCommandInput {
+  readonly agentId: string;
+  readonly type: string;
+  readonly args: Readonly<Record<string, unknown>>;
+  readonly issuedBy: string;
+  readonly expiresInSecs: number;
+}
+
+export interface CommandPage {
+  readonly items: readonly CommandRecord[];
+  readonly nextCursor: string | null;
+}
+
+/** The id of the policy every store has from its first start (it sets nothing). */
+export const DEFAULT_POLICY_ID = 'default';
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
@@ -206,6 +308,8 @@ export interface MessageStore {
   verifyAgentSecret(id: string, secret: string): Promise<AgentVerification>;
   /** Revokes the agent's credentials; false when there is no such agent. */
   revokeAgent(id: string): Promise<boolean>;
+  /** Every non-revoked agent's secret in Mosquitto's password-file form (for an external Mosquitto). */
+  listBrokerCredentials(): Promise<BrokerCredential[]>;
   /** Every agent, oldest first. */
   listAgents(): Promise<AgentRecord[]>;
   /** Records that the agent was heard from (kept as the latest time seen). */
@@ -225,6 +329,35 @@ export interface MessageStore {
   /** The token's identity, or undefined for an unknown or revoked token. */
   verifyApiToken(token: string): Promise<ApiTokenIdentity | undefined>;
   countApiTokens(): Promise<number>;
+
+  /** Makes a policy with version 1; `policy_exists` when the id is taken. */
+  createPolicy(input: NewPolicyInput): Promise<{ readonly policy: PolicyRecord; readonly version: PolicyVersionRecord }>;
+  /** Makes the next version (when the document changed) and/or renames; undefined for an unknown policy. */
+  updatePolicy(id: string, input: PolicyUpdateInput): Promise<PolicyUpdateResult | undefined>;
+  getPolicy(id: string): Promise<PolicyRecord | undefined>;
+  /** Every policy, oldest first. */
+  listPolicies(): Promise<PolicyRecord[]>;
+  /** One version, or the latest when version is omitted. */
+  getPolicyVersion(id: string, version?: number): Promise<PolicyVersionRecord | undefined>;
+  /** Moves the agent to another policy; the previous policy id, or undefined for an unknown agent. */
+  setAgentPolicy(agentId: string, policyId: string): Promise<string | undefined>;
+
+  /** Upserts the latest status of several agents in one transaction. */
+  saveAgentStatuses(records: readonly AgentStatusRecord[]): Promise<void>;
+  listAgentStatuses(): Promise<AgentStatusRecord[]>;
+
+  createCommand(input: NewCommandInput): Promise<CommandRecord>;
+  /**
+   * Records the agent's answer. Only a pending command, or one the sweep expired without an answer,
+   * takes it (a redelivered result changes nothing); undefined when nothing changed.
+   */
+  finishCommand(agentId: string, id: string, outcome: { readonly status: Exclude<CommandStatus, 'pending'>; readonly result: Readonly<Record<string, unknown>> }): Promise<CommandRecord | undefined>;
+  getCommand(agentId: string, id: string): Promise<CommandRecord | undefined>;
+  /** Newest first, keyset-paged. */
+  listCommands(agentId: string, query: { readonly limit?: number; readonly cursor?: string }): Promise<CommandPage>;
+  /** Marks pending commands whose expires_at has passed as expired; returns them. */
+  expireCommands(nowMs: number): Promise<CommandRecord[]>;
+  countCommandsByStatus(): Promise<Record<CommandStatus, number>>;
 
   /** Appends one entry to the audit log (never updated, never deleted). */
   audit(entry: AuditInput): Promise<AuditEntry>;

@@ -1,8 +1,9 @@
 // `npm start`: Ferry's main job on embedded defaults, from nothing, in ./.ferry-demo.
 //
-// A control plane (SQLite store, HTTP API, gRPC ingest) and an agent enrolled with it, listening
-// for MLLP on 2575 (the IANA port, as documented). Other ports use their defaults (HTTP 8080, gRPC
-// 50051, agent admin 9575) or, when one is taken on this machine, a free one, which it prints.
+// A control plane (SQLite store, HTTP API, gRPC ingest, embedded MQTT broker) and an agent enrolled
+// with it, listening for MLLP on 2575 (the IANA port, as documented). Other ports use their defaults
+// (HTTP 8080, gRPC 50051, MQTT 1883, agent admin 9575) or, when one is taken on this machine (1883
+// often is: Mosquitto), a free one, which it prints. The agent learns the MQTT port at enrollment.
 // Ctrl-C stops both cleanly: the agent drains first, then the control plane.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -91,8 +92,13 @@ async function main(): Promise<void> {
   const notes = new Map<string, string>();
   const httpPort = await choosePort(8080, '0.0.0.0', notes, 'control-plane HTTP');
   const grpcPort = await choosePort(50051, '0.0.0.0', notes, 'control-plane gRPC');
+  // The agent keeps the MQTT URL from its enrollment, so a later run reuses the port the first one chose.
+  const mqttPortFile = join(demoDir, 'mqtt-port');
+  const rememberedMqtt = existsSync(mqttPortFile) ? Number(readFileSync(mqttPortFile, 'utf8').trim()) : undefined;
+  const mqttPort = await choosePort(rememberedMqtt !== undefined && rememberedMqtt > 0 ? rememberedMqtt : 1883, '0.0.0.0', notes, 'control-plane MQTT (embedded broker)');
   const adminPort = await choosePort(9575, '127.0.0.1', notes, 'agent admin');
   mkdirSync(demoDir, { recursive: true, mode: 0o700 });
+  writeFileSync(mqttPortFile, `${mqttPort}\n`);
   const cpDir = join(demoDir, 'control-plane');
   const agentDir = join(demoDir, 'agent');
   const agentConfig = join(demoDir, 'agent.yaml');
@@ -133,7 +139,7 @@ async function main(): Promise<void> {
 
   try {
     const cp = startLogged(
-      [controlPlaneMain, 'serve', '--data-dir', cpDir, '--http-port', String(httpPort), '--grpc-port', String(grpcPort)],
+      [controlPlaneMain, 'serve', '--data-dir', cpDir, '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--mqtt-port', String(mqttPort)],
       join(demoDir, 'control-plane.log'),
       (e) => e.msg === 'control plane started',
     );
@@ -156,7 +162,7 @@ async function main(): Promise<void> {
     const ag = startLogged([agentMain, 'run', '--config', agentConfig], join(demoDir, 'agent.log'), (e) => e.msg === 'agent started');
     agent = ag.child;
     await ag.ready;
-    printBanner({ apiUrl, adminPort, notes, cpDir });
+    printBanner({ apiUrl, adminPort, mqttPort, notes, cpDir });
     const exited = await Promise.race([
       new Promise<string>((r) => agent!.once('exit', () => r('agent'))),
       new Promise<string>((r) => controlPlane!.once('exit', () => r('control plane'))),
@@ -173,13 +179,13 @@ async function main(): Promise<void> {
   }
 }
 
-function printBanner(o: { apiUrl: string; adminPort: number; notes: Map<string, string>; cpDir: string }): void {
+function printBanner(o: { apiUrl: string; adminPort: number; mqttPort: number; notes: Map<string, string>; cpDir: string }): void {
   const rel = (p: string): string => relative(process.cwd(), p) || '.';
   const tokenFile = rel(join(o.cpDir, 'admin-token'));
   const lines = [
     '',
     'Ferry demo is running (data in .ferry-demo/):',
-    `  control plane: HTTP API ${o.apiUrl}  (admin API token in ${tokenFile}), gRPC ingest for agents`,
+    `  control plane: HTTP API ${o.apiUrl}  (admin API token in ${tokenFile}), gRPC ingest for agents, MQTT fleet bus on port ${o.mqttPort}`,
     `  agent: enrolled, MLLP on 0.0.0.0:${MLLP_PORT}, admin HTTP http://127.0.0.1:${o.adminPort}`,
   ];
   for (const [name, note] of o.notes) lines.push(`  note: ${name} port ${note}`);

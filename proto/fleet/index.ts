@@ -1,6 +1,6 @@
 // The MQTT fleet bus contract: topic names, the per-agent topic rule, and every payload schema.
 
-export { AGENT_TOPICS, FLEET_TOPIC_ROOT, agentMayUseTopic, agentTopic, agentTopicPrefix, allAgentsFilter, parseAgentTopic, type AgentTopicKind } from './topics.js';
+export { AGENT_TOPICS, FLEET_TOPIC_ROOT, agentMayPublish, agentMaySubscribe, agentMayUseTopic, agentTopic, agentTopicPrefix, allAgentsFilter, parseAgentTopic, type AgentTopicKind } from './topics.js';
 export {
   COMMAND_STATUSES,
   COMMAND_TYPES,

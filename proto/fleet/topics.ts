@@ -54,3 +54,20 @@ export function agentMayUseTopic(agentId: string, topic: string): boolean {
   const prefix = agentTopicPrefix(agentId);
   return topic.startsWith(prefix) && topic.length > prefix.length;
 }
+
+/** Topics an agent publishes on (its own prefix only); everything else under its prefix it only reads. */
+const AGENT_PUBLISHES = new Set<string>([AGENT_TOPICS.status, AGENT_TOPICS.telemetry, AGENT_TOPICS.commandResults]);
+/** Topics an agent subscribes to: what the control plane sends it. */
+const AGENT_SUBSCRIBES = new Set<string>([AGENT_TOPICS.policy, AGENT_TOPICS.commands]);
+
+/**
+ * agentMayUseTopic plus direction: an agent publishes only status, telemetry and command-results
+ * (so it can never forge its own policy or commands), and subscribes only to policy and commands.
+ */
+export function agentMayPublish(agentId: string, topic: string): boolean {
+  return agentMayUseTopic(agentId, topic) && AGENT_PUBLISHES.has(topic.slice(agentTopicPrefix(agentId).length));
+}
+
+export function agentMaySubscribe(agentId: string, filter: string): boolean {
+  return agentMayUseTopic(agentId, filter) && AGENT_SUBSCRIBES.has(filter.slice(agentTopicPrefix(agentId).length));
+}

@@ -1,6 +1,7 @@
 // The source schemas: what an `mllp` listener and a `file_drop` watcher accept. Used by the agent's
 // local file and by fleet policies alike (a policy's `sources` replaces the file's).
 
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { cidr, listenAddress, secs, size, sourceId, tlsSchema } from './fields.js';
 
@@ -25,6 +26,8 @@ export const mllpSourceSchema = z
  * A watched folder. A file is taken once complete (its size stable for `stable_secs`, or renamed
  * in), its messages committed with its sha256, then it moves to `archive_dir` (or is deleted with
  * `delete_after`). Unparseable files move to `error_dir` with a `.reason.json`.
+ * `archive_dir` and `error_dir` may not be the watched folder itself; when they lie inside it
+ * (with `recursive`), the watcher leaves them out on its own.
  */
 export const fileDropSourceSchema = z
   .object({
@@ -46,9 +49,15 @@ export const fileDropSourceSchema = z
     /** A file is taken once its size and mtime have not changed for this long. */
     stable_secs: z.number().min(0).default(2),
     max_file_bytes: size('max_file_bytes').default(64 * 1024 * 1024),
+    /** How long the buffer remembers a taken file's hash (crash reconciliation, resent files); 0: forever. */
+    remember_files_days: z.number().min(0).default(90),
   })
   .strict()
   .superRefine((s, ctx) => {
+    const same = (a: string, b: string): boolean => posix.resolve('/', a) === posix.resolve('/', b);
+    if (s.archive_dir !== undefined && same(s.archive_dir, s.path)) ctx.addIssue({ code: 'custom', path: ['archive_dir'], message: 'archive_dir must not be the watched folder (path)' });
+    if (same(s.error_dir, s.path)) ctx.addIssue({ code: 'custom', path: ['error_dir'], message: 'error_dir must not be the watched folder (path)' });
+    if (s.archive_dir !== undefined && same(s.archive_dir, s.error_dir)) ctx.addIssue({ code: 'custom', path: ['error_dir'], message: 'error_dir must differ from archive_dir' });
     if (s.delete_after && s.archive_dir !== undefined) ctx.addIssue({ code: 'custom', path: ['archive_dir'], message: 'set archive_dir or delete_after: true, not both' });
     if (!s.delete_after && s.archive_dir === undefined) ctx.addIssue({ code: 'custom', path: ['archive_dir'], message: 'archive_dir is required unless delete_after is true' });
   });

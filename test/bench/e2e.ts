@@ -64,7 +64,7 @@ export async function startControlPlane(baseDir: string, timeoutMs = 20_000): Pr
   const dir = mkdtempSync(join(baseDir, 'cp-'));
   const dataDir = join(dir, 'data');
   const config = join(dir, 'control-plane.yaml');
-  writeFileSync(config, ['log_level: debug', 'http:', '  listen: 127.0.0.1:0', 'grpc:', '  listen: 127.0.0.1:0', ''].join('\n'));
+  writeFileSync(config, ['log_level: debug', 'http:', '  listen: 127.0.0.1:0', 'grpc:', '  listen: 127.0.0.1:0', 'mqtt:', '  listen: 127.0.0.1:0', ''].join('\n'));
   const child = spawn(process.execPath, [CONTROL_PLANE_MAIN, 'serve', '--config', config, '--data-dir', dataDir, '--http-port', '0', '--grpc-port', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -19,6 +19,12 @@
 // BENCH_E2E_SCENARIOS ("32x1,8x64"; run every round, best round reported), BENCH_DRAIN_MESSAGES
 // (200000; 0 skips the drain), BENCH_DRAIN_CEILING (0: skip the grpc sink ceiling). A message that
 // was ACKed but not stored exactly once at the control plane always exits 1.
+//
+// File drops and import (files.ts), in the same run: BENCH_FILES (0: skip), BENCH_IMPORT_FILES
+// (10000), BENCH_IMPORT_PER_FILE (10), BENCH_DROP_FILES (10000). A file not taken always exits 1.
+//
+// Fleet scale (fleet.ts): BENCH_FLEET (0: skip), BENCH_FLEET_STEPS, BENCH_FLEET_SECONDS,
+// BENCH_FLEET_SIMS, BENCH_FLEET_SAMPLE; `node dist/test/bench/fleet-run.js` runs it alone.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +34,8 @@ import { REPO_ROOT } from '../helpers/agent-process.js';
 import { prebuiltSource, realisticSource, runLoad, type LoadResult, type MessageSource } from './mllp-load.js';
 import { cpuSeconds, loadAverage, machineInfo, probeFsync, rssBytes, sampleRss, schedDelta, systemBusySeconds, threadCpuDelta, threadCpuSeconds, threadSched, type FsyncProbe, type SchedSplit } from './procfs.js';
 import { runDrain, runE2e, type DrainResult, type E2eResult } from './e2e.js';
+import { runFleetBench, type FleetResult } from './fleet.js';
+import { runFilesBench, type FilesBenchResult } from './files.js';
 import { SERVER_LABEL, fetchMetrics, histogramBuckets, histogramTotals, killAllChildren, startFerry, startPeer, tempBase, type BenchServer, type FerryServer, type ServerKind } from './servers.js';
 
 function envNumber(name: string, fallback: number): number {
@@ -660,12 +668,33 @@ async function main(): Promise<number> {
         log(`drain failed: ${drainError}`);
       }
     }
+    // File drops and import (files.ts); BENCH_FILES=0 skips them.
+    let files: FilesBenchResult | undefined;
+    if (process.env.BENCH_FILES !== '0') {
+      try {
+        files = await runFilesBench(base, log);
+      } catch (err) {
+        files = { markdown: `### File drops and import\n\nfailed: ${err instanceof Error ? err.message : String(err)}`, ok: false };
+        log(`files bench failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    // Fleet scale (issue 4): BENCH_FLEET=0 skips it.
+    let fleet: FleetResult | undefined;
+    if (process.env.BENCH_FLEET !== '0') {
+      try {
+        fleet = await runFleetBench({ baseDir: base, log });
+      } catch (err) {
+        log(`fleet benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
     readings.push(probeDisk(base, 'at the end'));
     const all = new Map<string, Map<RunKind, RunResult>>();
     for (const [name, list] of rounds) all.set(name, bestOfRounds(list));
     const e2e = new Map<string, E2eResult>();
     for (const [name, list] of e2eRounds) if (list.some((r) => r !== undefined)) e2e.set(name, bestE2e(list));
-    const { text, targets } = report(all, readings, info, { before: loadBefore, after: loadAverage() }, (performance.now() - started) / 1000, e2e, drain, drainError);
+    const reported = report(all, readings, info, { before: loadBefore, after: loadAverage() }, (performance.now() - started) / 1000, e2e, drain, drainError);
+    const targets = reported.targets;
+    const text = [reported.text, files?.markdown, fleet?.text].filter((t): t is string => t !== undefined).join('\n\n');
     process.stdout.write(text + '\n');
     const dir = join(REPO_ROOT, 'test', 'bench', 'results');
     mkdirSync(dir, { recursive: true });
@@ -682,6 +711,10 @@ async function main(): Promise<number> {
     const lost = [...e2eRounds.values()].flat().some((e) => e === undefined || !e.verification.ok || ackProblems(e.load) !== '') || (drain !== undefined && !drain.verification.ok) || drainError !== undefined;
     if (lost) {
       log('FAIL: end to end or drain: a message ACKed by the agent was not stored exactly once at the control plane (or the run failed)');
+      return 1;
+    }
+    if (files && !files.ok) {
+      log('FAIL: file bench: a run did not take every file');
       return 1;
     }
     if (STRICT && targets.some((t) => t.pass === false)) return 1;

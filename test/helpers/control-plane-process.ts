@@ -17,6 +17,8 @@ export interface ControlPlaneOptions {
   readonly httpPort?: number;
   /** 0 (default): any free port. Pass the previous port to restart "the same" control plane. */
   readonly grpcPort?: number;
+  /** Embedded MQTT broker port; 0 (default): any free port (this machine's 1883 is Mosquitto's). */
+  readonly mqttPort?: number;
 }
 
 export interface ControlPlaneProcess {
@@ -24,6 +26,7 @@ export interface ControlPlaneProcess {
   readonly dataDir: string;
   readonly httpPort: number;
   readonly grpcPort: number;
+  readonly mqttPort: number;
   /** http://127.0.0.1:PORT */
   readonly url: string;
   /** Every stdout/stderr line so far. */
@@ -34,18 +37,18 @@ export interface ControlPlaneProcess {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions, timeoutMs = 20_000): Promise<ControlPlaneProcess> {
-  const args = [CONTROL_PLANE_MAIN, 'serve', '--data-dir', options.dataDir, '--http-port', String(options.httpPort ?? 0), '--grpc-port', String(options.grpcPort ?? 0)];
+  const args = [CONTROL_PLANE_MAIN, 'serve', '--data-dir', options.dataDir, '--http-port', String(options.httpPort ?? 0), '--grpc-port', String(options.grpcPort ?? 0), '--mqtt-port', String(options.mqttPort ?? 0)];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
-  const ports = await new Promise<{ http: number; grpc: number }>((resolve, reject) => {
+  const ports = await new Promise<{ http: number; grpc: number; mqtt: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`control plane did not start within ${timeoutMs} ms:\n${lines.join('\n')}`)), timeoutMs);
     onChildLines(child, (line) => {
       lines.push(line);
-      const rec = parseJsonLine(line) as { msg?: string; http?: { port: number }; grpc?: { port: number } } | undefined;
+      const rec = parseJsonLine(line) as { msg?: string; http?: { port: number }; grpc?: { port: number }; mqtt?: { port?: number } } | undefined;
       if (rec?.msg === 'control plane started' && rec.http && rec.grpc) {
         clearTimeout(timer);
-        resolve({ http: rec.http.port, grpc: rec.grpc.port });
+        resolve({ http: rec.http.port, grpc: rec.grpc.port, mqtt: rec.mqtt?.port ?? 0 });
       }
     });
     void exited.then(({ code, signal }) => {
@@ -58,6 +61,7 @@ export async function startControlPlane(options: ControlPlaneOptions, timeoutMs 
     dataDir: options.dataDir,
     httpPort: ports.http,
     grpcPort: ports.grpc,
+    mqttPort: ports.mqtt,
     url: `http://127.0.0.1:${ports.http}`,
     lines,
     exited,

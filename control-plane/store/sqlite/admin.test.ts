@@ -46,6 +46,8 @@ describe('SqliteMessageStore: enrollment tokens', () => {
 
   it('counts uses and tells unknown, used up, expired and revoked apart', async () => {
     const s = await open();
+    await expect(s.createEnrollmentToken({ createdBy: 'x', policyId: 'lab' })).rejects.toMatchObject({ code: 'policy_unknown' });
+    await s.createPolicy({ id: 'lab', name: 'Lab', config: {}, createdBy: 'x' });
     const once = await s.createEnrollmentToken({ createdBy: 'x', policyId: 'lab' });
     expect(await s.consumeEnrollmentToken(once.token)).toEqual({ status: 'ok', tokenId: once.id, policyId: 'lab' });
     expect(await s.consumeEnrollmentToken(once.token)).toEqual({ status: 'used_up' });
@@ -153,7 +155,7 @@ describe('SqliteMessageStore: agents overview', () => {
     await s.close();
     store = undefined;
     const db = await openDatabase(join(dir, STORE_FILE));
-    await exec(db, "ALTER TABLE agents DROP COLUMN last_seen; DROP TABLE enrollment_tokens; DROP TABLE api_tokens; DROP TABLE audit_log; UPDATE meta SET value = '1' WHERE key = 'schema_version';");
+    await exec(db, "ALTER TABLE agents DROP COLUMN last_seen; DROP TABLE enrollment_tokens; DROP TABLE api_tokens; DROP TABLE audit_log; DROP TABLE policies; DROP TABLE policy_versions; DROP TABLE agent_status; DROP TABLE commands; UPDATE meta SET value = '1' WHERE key = 'schema_version';");
     await close(db);
     s = await open();
     expect((await s.getAgent(a.id))?.lastSeen).toBeNull();
@@ -161,7 +163,7 @@ describe('SqliteMessageStore: agents overview', () => {
     await s.close();
     store = undefined;
     const check = await openDatabase(join(dir, STORE_FILE), true);
-    expect(await get(check, "SELECT value FROM meta WHERE key = 'schema_version'")).toEqual({ value: '2' });
+    expect(await get(check, "SELECT value FROM meta WHERE key = 'schema_version'")).toEqual({ value: '3' });
     await close(check);
   });
 });

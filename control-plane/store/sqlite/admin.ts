@@ -53,8 +53,10 @@ export async function createEnrollmentToken(ctx: AdminContext, input: NewEnrollm
   const token = newToken(ENROLLMENT_TOKEN_PREFIX);
   const createdAt = ctx.now();
   const expiresAt = createdAt + ttl * 1000;
-  await ctx.serializeWrite(() =>
-    run(ctx.writer, 'INSERT INTO enrollment_tokens (id, token_hash, policy_id, created_at, created_by, expires_at, max_uses) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+  await ctx.serializeWrite(async () => {
+    // In the write turn, so the policy cannot vanish between the check and the insert.
+    if ((await get(ctx.writer, 'SELECT 1 AS x FROM policies WHERE id = ?', [policyId])) === undefined) throw new ControlPlaneError('policy_unknown', `no policy with id "${policyId}"`);
+    await run(ctx.writer, 'INSERT INTO enrollment_tokens (id, token_hash, policy_id, created_at, created_by, expires_at, max_uses) VALUES (?, ?, ?, ?, ?, ?, ?)', [
       id,
       tokenHash(token),
       policyId,
@@ -62,8 +64,8 @@ export async function createEnrollmentToken(ctx: AdminContext, input: NewEnrollm
       input.createdBy,
       expiresAt,
       maxUses,
-    ]),
-  );
+    ]);
+  });
   return { id, token, policyId, createdAt, expiresAt, maxUses, uses: 0, revokedAt: null, createdBy: input.createdBy };
 }
 

@@ -1,7 +1,7 @@
 // The control plane's SQLite tables. Payloads are sealed (AES-256-GCM, key id per row); every other
 // column is metadata the API may show.
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -18,6 +18,13 @@ CREATE TABLE IF NOT EXISTS agents (
   revoked_at  INTEGER,
   last_seen   INTEGER
 );
+-- Each agent's secret in Mosquitto's password-file form (PBKDF2-SHA512, salted), made at enrollment
+-- while the plaintext is at hand, so the control plane can write an external Mosquitto's password
+-- file (fleet/broker/mosquitto-files.ts). A table of its own: no migration of agents is needed.
+CREATE TABLE IF NOT EXISTS agent_broker_credentials (
+  agent_id       TEXT PRIMARY KEY,
+  mosquitto_hash TEXT NOT NULL
+) WITHOUT ROWID;
 -- Tokens (enrollment and API) are random 256-bit strings; only their SHA-256 is kept, and a
 -- lookup by that hash is the check (a preimage of a random 256-bit value cannot be found).
 CREATE TABLE IF NOT EXISTS enrollment_tokens (
@@ -61,6 +68,49 @@ CREATE TABLE IF NOT EXISTS agent_buffers (
   last_commit_at  INTEGER NOT NULL,
   PRIMARY KEY (agent_id, buffer_id)
 ) WITHOUT ROWID;
+-- Fleet policies: one row per policy, one row per version. A version's config is the document as
+-- the admin wrote it (validated with proto/policy before it is stored); versions are never changed.
+CREATE TABLE IF NOT EXISTS policies (
+  id             TEXT    PRIMARY KEY,
+  name           TEXT    NOT NULL,
+  latest_version INTEGER NOT NULL,
+  created_at     INTEGER NOT NULL,
+  created_by     TEXT    NOT NULL,
+  updated_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_versions (
+  policy_id  TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  config     TEXT    NOT NULL,
+  created_by TEXT    NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (policy_id, version)
+) WITHOUT ROWID;
+-- The latest status each agent published (JSON, as received), written in coalesced batches.
+CREATE TABLE IF NOT EXISTS agent_status (
+  agent_id               TEXT    PRIMARY KEY,
+  status                 TEXT    NOT NULL,
+  received_at            INTEGER NOT NULL,
+  online                 INTEGER NOT NULL,
+  applied_policy_version INTEGER,
+  backlog_samples        TEXT    NOT NULL
+) WITHOUT ROWID;
+-- Commands to agents. seq orders listings (ids are random UUIDs); AUTOINCREMENT: never reused.
+CREATE TABLE IF NOT EXISTS commands (
+  seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+  id          TEXT    NOT NULL UNIQUE,
+  agent_id    TEXT    NOT NULL,
+  type        TEXT    NOT NULL,
+  args        TEXT    NOT NULL,
+  issued_by   TEXT    NOT NULL,
+  issued_at   INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  status      TEXT    NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'expired')),
+  result      TEXT,
+  finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS commands_agent ON commands (agent_id, seq);
+CREATE INDEX IF NOT EXISTS commands_pending ON commands (status, expires_at);
 -- AUTOINCREMENT: ids are never reused, so a listing cursor never skips or repeats a row. The
 -- payload is the last column, so metadata reads do not touch its overflow pages.
 CREATE TABLE IF NOT EXISTS messages (
@@ -93,6 +143,9 @@ CREATE INDEX IF NOT EXISTS messages_received_at ON messages (received_at);
 /** Statements that bring an older store up to SCHEMA_VERSION (the CREATE IF NOT EXISTS above adds new tables). */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
   1: 'ALTER TABLE agents ADD COLUMN last_seen INTEGER;',
+  // 2 → 3 adds only tables (policies, policy_versions, agent_status, commands), which SCHEMA_SQL
+  // creates; the built-in `default` policy is inserted at every open if missing.
+  2: '',
 };
 
 /** Columns a listing reads (no payload). */

@@ -11,7 +11,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type sqlite3 from 'sqlite3';
 import { ControlPlaneError } from '../../errors.js';
-import { NO_AGENT_HASH, hashAgentSecret, newAgentSecret, secretMatches } from '../agent-secrets.js';
+import { NO_AGENT_HASH, hashAgentSecret, mosquittoPasswordHash, newAgentSecret, secretMatches } from '../agent-secrets.js';
 import { checkBatch, checkIds } from '../batch-check.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { StoreKeyring, payloadAad } from '../keyring.js';
@@ -20,6 +20,16 @@ import {
   MAX_PAGE_SIZE,
   type AgentBufferStats,
   type AgentRecord,
+  type AgentStatusRecord,
+  type CommandPage,
+  type CommandRecord,
+  type CommandStatus,
+  type NewCommandInput,
+  type NewPolicyInput,
+  type PolicyRecord,
+  type PolicyUpdateInput,
+  type PolicyUpdateResult,
+  type PolicyVersionRecord,
   type ApiRole,
   type ApiTokenIdentity,
   type AuditEntry,
@@ -37,8 +47,10 @@ import {
   type MessageStore,
   type MessageSummary,
   type NewAgent,
+  type BrokerCredential,
 } from '../types.js';
 import * as admin from './admin.js';
+import * as fleet from './fleet.js';
 import { INSERT_COLUMNS, INSERT_COLUMN_COUNT, MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, SUMMARY_COLUMNS } from './schema.js';
 import { all, close, exec, finalize, get, getStatement, openDatabase, prepare, run, runStatement, type SqlValue } from './sqlite.js';
 
@@ -97,7 +109,9 @@ export class SqliteMessageStore implements MessageStore {
       }
       const reader = await openDatabase(path, true);
       await exec(reader, 'PRAGMA busy_timeout = 5000;');
-      return new SqliteMessageStore(writer, reader, keyring, options.now ?? Date.now, path);
+      const store = new SqliteMessageStore(writer, reader, keyring, options.now ?? Date.now, path);
+      await fleet.ensureDefaultPolicy(store.admin);
+      return store;
     } catch (err) {
       await close(writer).catch(() => {});
       throw err;
@@ -208,9 +222,18 @@ export class SqliteMessageStore implements MessageStore {
     const id = randomUUID();
     const secret = newAgentSecret();
     const { salt, hash } = hashAgentSecret(secret);
-    await this.serializeWrite(() =>
-      run(this.writer, 'INSERT INTO agents (id, name, policy_id, secret_salt, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [id, input.name, input.policyId, salt, hash, this.now()]),
-    );
+    const brokerHash = mosquittoPasswordHash(secret);
+    await this.serializeWrite(async () => {
+      await run(this.writer, 'BEGIN IMMEDIATE');
+      try {
+        await run(this.writer, 'INSERT INTO agents (id, name, policy_id, secret_salt, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [id, input.name, input.policyId, salt, hash, this.now()]);
+        await run(this.writer, 'INSERT INTO agent_broker_credentials (agent_id, mosquitto_hash) VALUES (?, ?)', [id, brokerHash]);
+        await run(this.writer, 'COMMIT');
+      } catch (err) {
+        await run(this.writer, 'ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
     return { id, secret };
   }
 
@@ -235,6 +258,15 @@ export class SqliteMessageStore implements MessageStore {
     const now = this.now();
     await this.serializeWrite(() => run(this.writer, 'UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id]));
     return (await this.getAgent(id)) !== undefined;
+  }
+
+  async listBrokerCredentials(): Promise<BrokerCredential[]> {
+    this.assertOpen();
+    const rows = await all<{ agent_id: string; mosquitto_hash: string }>(
+      this.reader,
+      'SELECT c.agent_id, c.mosquitto_hash FROM agent_broker_credentials c JOIN agents a ON a.id = c.agent_id WHERE a.revoked_at IS NULL ORDER BY a.created_at, a.id',
+    );
+    return rows.map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
   }
 
   async listAgents(): Promise<AgentRecord[]> {
@@ -298,6 +330,76 @@ export class SqliteMessageStore implements MessageStore {
   countApiTokens(): Promise<number> {
     this.assertOpen();
     return admin.countApiTokens(this.admin);
+  }
+
+  createPolicy(input: NewPolicyInput): Promise<{ policy: PolicyRecord; version: PolicyVersionRecord }> {
+    this.assertOpen();
+    return fleet.createPolicy(this.admin, input);
+  }
+
+  updatePolicy(id: string, input: PolicyUpdateInput): Promise<PolicyUpdateResult | undefined> {
+    this.assertOpen();
+    return fleet.updatePolicy(this.admin, id, input);
+  }
+
+  getPolicy(id: string): Promise<PolicyRecord | undefined> {
+    this.assertOpen();
+    return fleet.getPolicy(this.admin, id);
+  }
+
+  listPolicies(): Promise<PolicyRecord[]> {
+    this.assertOpen();
+    return fleet.listPolicies(this.admin);
+  }
+
+  getPolicyVersion(id: string, version?: number): Promise<PolicyVersionRecord | undefined> {
+    this.assertOpen();
+    return fleet.getPolicyVersion(this.admin, id, version);
+  }
+
+  setAgentPolicy(agentId: string, policyId: string): Promise<string | undefined> {
+    this.assertOpen();
+    return fleet.setAgentPolicy(this.admin, agentId, policyId);
+  }
+
+  saveAgentStatuses(records: readonly AgentStatusRecord[]): Promise<void> {
+    this.assertOpen();
+    return fleet.saveAgentStatuses(this.admin, records);
+  }
+
+  listAgentStatuses(): Promise<AgentStatusRecord[]> {
+    this.assertOpen();
+    return fleet.listAgentStatuses(this.admin);
+  }
+
+  createCommand(input: NewCommandInput): Promise<CommandRecord> {
+    this.assertOpen();
+    return fleet.createCommand(this.admin, input);
+  }
+
+  finishCommand(agentId: string, id: string, outcome: { readonly status: Exclude<CommandStatus, 'pending'>; readonly result: Readonly<Record<string, unknown>> }): Promise<CommandRecord | undefined> {
+    this.assertOpen();
+    return fleet.finishCommand(this.admin, agentId, id, outcome);
+  }
+
+  getCommand(agentId: string, id: string): Promise<CommandRecord | undefined> {
+    this.assertOpen();
+    return fleet.getCommand(this.admin, agentId, id);
+  }
+
+  listCommands(agentId: string, query: { readonly limit?: number; readonly cursor?: string }): Promise<CommandPage> {
+    this.assertOpen();
+    return fleet.listCommands(this.admin, agentId, query);
+  }
+
+  expireCommands(nowMs: number): Promise<CommandRecord[]> {
+    this.assertOpen();
+    return fleet.expireCommands(this.admin, nowMs);
+  }
+
+  countCommandsByStatus(): Promise<Record<CommandStatus, number>> {
+    this.assertOpen();
+    return fleet.countCommandsByStatus(this.admin);
   }
 
   audit(entry: AuditInput): Promise<AuditEntry> {
