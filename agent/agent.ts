@@ -168,7 +168,7 @@ export class Agent {
       const prev = this.current;
       const problems: ConfigProblem[] = [];
       const report = await this.sourceSet.apply(next.sources);
-      for (const f of report.failed) problems.push({ path: f.path, message: `source ${f.id}: ${f.message}${f.kept === 'last_good' ? ' (kept its last good config)' : ''}` });
+      for (const f of report.failed) problems.push({ path: f.path, message: `${f.message.startsWith(`source ${f.id} `) ? '' : `source ${f.id}: `}${f.message}${f.kept === 'last_good' ? ' (kept its last good config)' : ''}` });
       if (next.buffer.max_bytes !== prev.buffer.max_bytes) {
         this.buffer.setMaxBytes(next.buffer.max_bytes);
         this.log.info({ component: 'buffer', max_bytes: next.buffer.max_bytes }, 'buffer capacity changed');

@@ -3,6 +3,8 @@
 // refuse v5 (aedes), a persistent session (commands sent while the agent is briefly away still
 // arrive), a retained last will that marks the agent offline, retained status on connect, on
 // change (at most once a second) and every heartbeat, and telemetry at its own interval.
+// Reconnects are this client's, not mqtt.js's fixed period: exponential backoff with full jitter
+// (backoff.ts), so a fleet that lost its broker does not come back all at once.
 // What the messages mean is not decided here: policies and commands go to the handlers.
 
 import { readFileSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { agentTopic, type CommandResultMessage, type StatusMessage, type TelemetryMessage } from '../../proto/fleet/index.js';
 import type { FleetConfig } from '../config/index.js';
 import type { Logger } from '../log.js';
+import { ReconnectBackoff } from './backoff.js';
 
 /** The status body the agent supplies; the client adds who, online, heartbeat and when. */
 export type StatusBody = Omit<StatusMessage, 'agent_id' | 'online' | 'reason' | 'sent_at' | 'heartbeat_secs'>;
@@ -78,9 +81,12 @@ export class FleetClient {
   private chain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly topics;
+  private readonly backoff: ReconnectBackoff;
+  private reconnectTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: FleetClientOptions) {
     this.log = options.log.child({ component: 'fleet', id: 'mqtt' });
+    this.backoff = new ReconnectBackoff({ baseMs: options.config.reconnect_delay_secs * 1000 });
     const id = options.agentId;
     this.topics = {
       policy: agentTopic(id, 'policy'),
@@ -122,6 +128,7 @@ export class FleetClient {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.reconnectTimer);
     const client = this.client;
     if (!client) return;
     if (client.connected) {
@@ -148,7 +155,8 @@ export class FleetClient {
       clean: false,
       keepalive: cfg.keepalive_secs,
       connectTimeout: cfg.connect_timeout_secs * 1000,
-      reconnectPeriod: cfg.reconnect_delay_secs * 1000,
+      // 0: mqtt.js never reconnects by itself (its period is fixed); scheduleReconnect does, with jitter.
+      reconnectPeriod: 0,
       resubscribe: false,
       will: { topic: this.topics.status, payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: true },
       ...(this.protocolVersion === 5 ? { properties: { sessionExpiryInterval: SESSION_EXPIRY_SECS } } : {}),
@@ -159,6 +167,7 @@ export class FleetClient {
     this.client = client;
     client.on('connect', (connack) => {
       if (this.client !== client) return;
+      this.backoff.reset();
       this.setState('connected');
       this.log.info({ broker: redactUrl(this.options.url), protocol: this.status().protocol, session_present: connack.sessionPresent }, 'fleet connected');
       this.onConnected(client);
@@ -186,7 +195,23 @@ export class FleetClient {
       if (this.client !== client || this.stopped) return;
       if (this.stateValue === 'connected') this.log.warn('fleet connection lost; reconnecting');
       this.setState('disconnected');
+      this.scheduleReconnect(client);
     });
+  }
+
+  /** The next attempt after a random delay in a window that doubles with each failure (backoff.ts). */
+  private scheduleReconnect(client: MqttClient): void {
+    if (this.reconnectTimer !== undefined) return;
+    const delay = this.backoff.next();
+    this.log.debug({ delay_ms: delay }, 'fleet reconnect scheduled');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.client !== client || this.stopped || client.connected) return;
+      this.setState('connecting');
+      // connect() (not reconnect()) keeps the session's stores: unacknowledged QoS 1 publishes are resent.
+      client.connect();
+    }, delay);
+    this.reconnectTimer.unref();
   }
 
   private onConnected(client: MqttClient): void {
@@ -196,7 +221,8 @@ export class FleetClient {
       (err, granted) => {
         if (err) {
           this.log.error({ err: { message: err.message } }, 'subscribing to the policy and commands topics failed; reconnecting');
-          client.reconnect();
+          // Dropping the connection hands over to scheduleReconnect; the next session subscribes again.
+          if (client.connected) client.stream.destroy();
           return;
         }
         const refused = (granted ?? []).filter((g) => g.qos > 2);

@@ -27,6 +27,9 @@ describe('agent health', () => {
     expect(isGrowing(e.samples, 3)).toBe(true);
     expect(isGrowing([{ at: 0, depth: 5, bytes: 0 }, { at: 1, depth: 5, bytes: 0 }, { at: 2, depth: 6, bytes: 0 }], 3)).toBe(false);
     expect(isGrowing([{ at: 0, depth: 5, bytes: 0 }, { at: 1, depth: 6, bytes: 0 }], 3)).toBe(false);
+    // A few messages held through a blip are not a trend: the latest must reach the minimum depth.
+    expect(isGrowing(e.samples, 3, 100)).toBe(false);
+    expect(isGrowing([{ at: 0, depth: 10, bytes: 0 }, { at: 1, depth: 60, bytes: 0 }, { at: 2, depth: 100, bytes: 0 }], 3, 100)).toBe(true);
   });
 
   it('is offline for a clean stop, a last will, or a late heartbeat, each with its reason', () => {

@@ -27,8 +27,10 @@ export interface HealthOptions {
   readonly heartbeatMisses: number;
   /** Degraded when the buffer holds more than this share of max_bytes. */
   readonly bufferHighWater: number;
-  /** Degraded when this many samples (or more) each show a deeper backlog than the one before. */
+  /** Degraded when this many samples (or more) each show a deeper backlog than the one before... */
   readonly growingSamples: number;
+  /** ...and the latest holds at least this many messages (a burst of a few during a blip is not a trend). */
+  readonly growingMinDepth: number;
   /** Degraded when the uplink has been down this long. */
   readonly uplinkDownSecs: number;
 }
@@ -38,6 +40,7 @@ export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   heartbeatMisses: 3,
   bufferHighWater: 0.8,
   growingSamples: 3,
+  growingMinDepth: 100,
   uplinkDownSecs: 300,
 };
 
@@ -70,7 +73,7 @@ export function derivePresence(entry: AgentEntry | undefined, now: number, optio
   const b = s.buffer;
   if (b?.full) reasons.push('buffer full: new messages are refused');
   else if (b && b.max_bytes > 0 && b.bytes > b.max_bytes * options.bufferHighWater) reasons.push(`buffer at ${Math.round((b.bytes / b.max_bytes) * 100)}% of max_bytes`);
-  if (isGrowing(entry.samples, options.growingSamples)) {
+  if (isGrowing(entry.samples, options.growingSamples, options.growingMinDepth)) {
     const first = entry.samples[0]!;
     const last = entry.samples[entry.samples.length - 1]!;
     reasons.push(`backlog growing: ${first.depth} → ${last.depth} messages over ${Math.round((last.at - first.at) / 1000)} s`);
@@ -89,10 +92,11 @@ export function derivePresence(entry: AgentEntry | undefined, now: number, optio
   return { online: true, health: reasons.length > 0 ? 'degraded' : 'healthy', reasons };
 }
 
-/** True when the last `count` samples each hold more messages than the one before. */
-export function isGrowing(samples: readonly BacklogSample[], count: number): boolean {
+/** True when the last `count` samples each hold more messages than the one before, the latest at least minDepth. */
+export function isGrowing(samples: readonly BacklogSample[], count: number, minDepth = 0): boolean {
   if (samples.length < count) return false;
   const tail = samples.slice(-count);
+  if (tail[tail.length - 1]!.depth < minDepth) return false;
   return tail.every((s, i) => i === 0 || s.depth > tail[i - 1]!.depth);
 }
 

@@ -211,12 +211,12 @@ describe('FleetService: presence and health', () => {
   it('is degraded, with each reason, for a full-ish buffer, a growing backlog, a failed source and a policy that failed to apply', async () => {
     const agent = await enroll();
     const client = await connectAgent(agent);
-    for (const depth of [10, 20, 30]) {
-      await client.publish(agentTopic(agent.id, 'status'), status(agent.id, { buffer: { depth, bytes: depth * 1000, max_bytes: 1_000_000, oldest_pending_age_secs: 1, full: false } }));
+    for (const depth of [100, 200, 300]) {
+      await client.publish(agentTopic(agent.id, 'status'), status(agent.id, { buffer: { depth, bytes: depth * 100, max_bytes: 1_000_000, oldest_pending_age_secs: 1, full: false } }));
       await eventually(async () => ((await agentJson(agent.id)).backlog as { count: number } | null)?.count === depth, `depth ${depth} seen`);
       clock += 1000;
     }
-    expect(await agentJson(agent.id)).toMatchObject({ online: true, health: 'degraded', health_reasons: ['backlog growing: 10 → 30 messages over 2 s'] });
+    expect(await agentJson(agent.id)).toMatchObject({ online: true, health: 'degraded', health_reasons: ['backlog growing: 100 → 300 messages over 2 s'] });
 
     await client.publish(
       agentTopic(agent.id, 'status'),

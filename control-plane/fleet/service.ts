@@ -203,10 +203,8 @@ export class FleetService implements FleetControl {
       const e = this.entries.get(id);
       if (e) records.push({ agentId: id, status: e.status, receivedAt: e.receivedAt, online: e.online, appliedPolicyVersion: e.status.policy?.applied_version ?? null, backlogSamples: e.samples });
     }
-    const T0 = Date.now(); // H5TEMP
     this.flushing = this.store
       .saveAgentStatuses(records)
-      .then(() => { if (Date.now() - T0 > 300) this.log.warn({ ms: Date.now() - T0, rows: records.length }, 'H5TEMP slow flush'); }) // H5TEMP
       .catch((err: unknown) => {
         // Kept in memory; written at the next flush.
         for (const id of ids) this.dirty.add(id);

@@ -1,4 +1,5 @@
-// File benchmarks for `npm run bench` (BENCH_FILES=0 skips them):
+// File benchmarks for `npm run bench` (BENCH_FILES=0 skips them; `node dist/test/bench/files-run.js`
+// runs only these, BENCH_DROP=0 only the import):
 //   import     `ferry-agent import` of BENCH_IMPORT_FILES files x BENCH_IMPORT_PER_FILE messages
 //              (default 10,000 x 10 = 100,000 messages): msgs/s, MB/s, peak RSS
 //   file_drop  a running agent taking BENCH_DROP_FILES small files (default 10,000, one message
@@ -9,14 +10,14 @@
 // Target: import >= 0.5 x its baseline.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { close, exec, openDatabase, prepare, run, runStatement, finalize, type SqlValue } from '../../agent/buffer/sqlite.js';
 import { AGENT_MAIN, startAgent } from '../helpers/agent-process.js';
 import { writeHl7Tree } from '../helpers/hl7-tree.js';
 import { realisticMessage } from '../helpers/messages.js';
-import { probeFsync, sampleRss } from './procfs.js';
+import { clockTicksPerSecond, probeFsync, sampleRss } from './procfs.js';
 
 function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -28,11 +29,14 @@ function envInt(name: string, fallback: number): number {
 const IMPORT_FILES = envInt('BENCH_IMPORT_FILES', 10_000);
 const IMPORT_PER_FILE = envInt('BENCH_IMPORT_PER_FILE', 10);
 const DROP_FILES = envInt('BENCH_DROP_FILES', 10_000);
+const RUN_DROP = process.env.BENCH_DROP !== '0';
 const BASELINE_TX_ROWS = 4096;
 const BASELINE_STMT_ROWS = 128;
 
 interface Rate {
   readonly seconds: number;
+  /** CPU seconds of this process (every thread, SQLite's included) during the inserts. */
+  readonly cpuSeconds: number;
   readonly messages: number;
   readonly bytes: number;
 }
@@ -60,6 +64,7 @@ async function baselineInserts(dir: string, payloads: readonly Buffer[]): Promis
   };
   let bytes = 0;
   for (const p of payloads) bytes += p.length;
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   let seq = 1;
   for (let tx = 0; tx < payloads.length; tx += BASELINE_TX_ROWS) {
@@ -74,9 +79,21 @@ async function baselineInserts(dir: string, payloads: readonly Buffer[]): Promis
     await run(db, 'COMMIT');
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   for (const s of stmts.values()) await finalize(s);
   await close(db);
-  return { seconds, messages: payloads.length, bytes };
+  return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, messages: payloads.length, bytes };
+}
+
+/**
+ * CPU seconds (user + system, all threads) of this process's children that have exited and been
+ * reaped (cutime + cstime in /proc/self/stat): the delta across one child's run is exactly its CPU.
+ */
+function reapedChildrenCpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3; cutime is field 16, cstime field 17.
+  return (Number(rest[13]) + Number(rest[14])) / clockTicksPerSecond();
 }
 
 function fmt(n: number, digits = 0): string {
@@ -96,6 +113,7 @@ export async function runFilesBench(baseDir: string, log: (line: string) => void
   for (let n = 0; n < IMPORT_FILES * IMPORT_PER_FILE; n++) importPayloads.push(realisticMessage('BIMP-', n));
   const importBytes = files.reduce((s, f) => s + f.bytes.length, 0);
   log('files: import');
+  const cpuBefore = reapedChildrenCpuSeconds();
   const started = performance.now();
   const child = execFile(process.execPath, [AGENT_MAIN, 'import', tree, '--source', 'bench-import', '--data-dir', join(dir, 'import-data')], { maxBuffer: 16 * 1024 * 1024 });
   const rss = sampleRss(child.pid!);
@@ -105,6 +123,7 @@ export async function runFilesBench(baseDir: string, log: (line: string) => void
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`import exited ${code}: ${out}`))));
   });
   const importSeconds = (performance.now() - started) / 1000;
+  const importCpu = reapedChildrenCpuSeconds() - cpuBefore;
   rss.stop();
   const importRss = rss.peak();
   if (!stdout.includes(`imported ${IMPORT_FILES} files (${IMPORT_FILES * IMPORT_PER_FILE} messages)`)) {

@@ -35,18 +35,15 @@
 //   BENCH_FLEET_CPU_PROF   a folder: the control plane writes a V8 CPU profile there
 
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { createHmac, pbkdf2Sync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { hashAgentSecret, mosquittoPasswordHash, newAgentSecret } from '../../control-plane/store/agent-secrets.js';
-import { SqliteMessageStore, STORE_FILE } from '../../control-plane/store/sqlite/store.js';
-import { all, close, exec, openDatabase, prepare, runStatement, finalize } from '../../control-plane/store/sqlite/sqlite.js';
-import { DEFAULT_POLICY_ID } from '../../control-plane/store/index.js';
+import sqlite3 from 'sqlite3';
 import { adminToken, ControlPlaneApi, startControlPlane } from '../helpers/control-plane-process.js';
 import { REPO_ROOT } from '../helpers/agent-process.js';
-import { cpuSeconds, rssBytes, systemBusySeconds } from './procfs.js';
+import { cpuSeconds, loadAverage, rssBytes, systemBusySeconds } from './procfs.js';
 import { track } from './servers.js';
 import type { SimCounters } from './fleet-sim.js';
 
@@ -84,6 +81,10 @@ export interface FleetStep {
   readonly stale: number;
   /** GET /api/v1/agents (every agent) response time, ms. */
   readonly listMs: Percentiles;
+  /** GET /api/v1/agents/{id} response time, ms (failed requests count as their time to fail). */
+  readonly getMs: Percentiles;
+  /** GET /api/v1/agents/{id} requests that failed. */
+  readonly getErrors: number;
   readonly cpCpuPercent: number;
   readonly cpRssMiB: number;
   readonly simCpuPercent: number;
@@ -128,35 +129,47 @@ function openFileLimit(): number | undefined {
   }
 }
 
+/** The control plane's store file in its data directory (control-plane/store/sqlite). */
+const STORE_FILE = 'store.db';
+
+/** Minimal promise wrappers over sqlite3 (test/ imports nothing from control-plane/). */
+const sql = {
+  open: (path: string, mode: number): Promise<sqlite3.Database> => new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(path, mode, (err) => (err ? reject(err) : resolve(db)));
+  }),
+  exec: (db: sqlite3.Database, text: string): Promise<void> => new Promise((resolve, reject) => db.exec(text, (err) => (err ? reject(err) : resolve()))),
+  run: (db: sqlite3.Database, text: string, params: unknown[]): Promise<void> => new Promise((resolve, reject) => db.run(text, params, (err: Error | null) => (err ? reject(err) : resolve()))),
+  all: <T>(db: sqlite3.Database, text: string, params: unknown[]): Promise<T[]> => new Promise((resolve, reject) => db.all(text, params, (err, rows) => (err ? reject(err) : resolve(rows as T[])))),
+  close: (db: sqlite3.Database): Promise<void> => new Promise((resolve, reject) => db.close((err) => (err ? reject(err) : resolve()))),
+};
+
 /**
- * Creates `count` agents in the control plane's store before it starts, in one transaction: the
- * rows enrollment writes (salted HMAC of a fresh random secret, and its Mosquitto hash), so the
- * broker's verifyAgentSecret checks real secrets. The store is opened through SqliteMessageStore
- * first so the schema, keys and default policy are exactly the control plane's.
+ * Creates `count` agents in the store of a control plane that has run once (so the schema and the
+ * default policy are its own) and is stopped, in one transaction: the rows enrollment writes — the
+ * salted HMAC-SHA256 of a fresh 256-bit secret (control-plane/store/agent-secrets.ts) and its
+ * Mosquitto hash — so the broker checks real secrets. Should that format change, every connection
+ * is refused and the benchmark says so (refused > 0 fails a step).
  */
 async function createAgentsInStore(dataDir: string, count: number): Promise<{ id: string; secret: string }[]> {
-  const store = await SqliteMessageStore.open({ dataDir });
-  await store.close();
-  const db = await openDatabase(join(dataDir, STORE_FILE));
+  const db = await sql.open(join(dataDir, STORE_FILE), sqlite3.OPEN_READWRITE);
   const agents: { id: string; secret: string }[] = [];
   try {
-    await exec(db, 'PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE');
-    const insertAgent = await prepare(db, 'INSERT INTO agents (id, name, policy_id, secret_salt, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)');
-    const insertBroker = await prepare(db, 'INSERT INTO agent_broker_credentials (agent_id, mosquitto_hash) VALUES (?, ?)');
+    await sql.exec(db, 'PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE');
     const now = Date.now();
     for (let i = 0; i < count; i++) {
       const id = randomUUID();
-      const secret = newAgentSecret();
-      const { salt, hash } = hashAgentSecret(secret);
-      await runStatement(insertAgent, [id, `bench-${i}`, DEFAULT_POLICY_ID, salt, hash, now + i]);
-      await runStatement(insertBroker, [id, mosquittoPasswordHash(secret)]);
+      const secret = randomBytes(32).toString('base64url');
+      const salt = randomBytes(16);
+      const hash = createHmac('sha256', salt).update(secret, 'utf8').digest();
+      const mSalt = randomBytes(12);
+      const mosquittoHash = `$7$101$${mSalt.toString('base64')}$${pbkdf2Sync(secret, mSalt, 101, 64, 'sha512').toString('base64')}`;
+      await sql.run(db, 'INSERT INTO agents (id, name, policy_id, secret_salt, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [id, `bench-${i}`, 'default', salt, hash, now + i]);
+      await sql.run(db, 'INSERT INTO agent_broker_credentials (agent_id, mosquitto_hash) VALUES (?, ?)', [id, mosquittoHash]);
       agents.push({ id, secret });
     }
-    await finalize(insertAgent);
-    await finalize(insertBroker);
-    await exec(db, 'COMMIT');
+    await sql.exec(db, 'COMMIT');
   } finally {
-    await close(db);
+    await sql.close(db);
   }
   return agents;
 }
@@ -183,9 +196,12 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
   if (limit !== undefined && limit < maxAgents + 1000) {
     throw new Error(`the fleet benchmark needs about ${maxAgents + 1000} open files per process for ${maxAgents} agents but the soft limit is ${limit}: run \`ulimit -n ${maxAgents + 2000}\` first, or lower BENCH_FLEET_STEPS`);
   }
+  const loadBefore = loadAverage();
   const dir = mkdtempSync(join(options.baseDir, 'fleet-'));
   const cpDir = join(dir, 'cp');
-  let t = Date.now();
+  const t = Date.now();
+  // A first start creates the store as the control plane makes it; the agents go in while it is stopped.
+  await (await startControlPlane({ dataDir: cpDir }, 60_000)).stop('SIGTERM');
   const agents = await createAgentsInStore(cpDir, maxAgents);
   options.log(`fleet: created ${agents.length} agents' credentials in the store in ${((Date.now() - t) / 1000).toFixed(1)} s; open-file limit ${limit ?? '?'}`);
   // BENCH_FLEET_CPU_PROF=<dir>: the control plane (only: the environment is restored before the
@@ -205,8 +221,8 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
   const cpPid = cp.child.pid!;
   const mqttUrl = `mqtt://127.0.0.1:${cp.mqttPort}`;
   const api = new ControlPlaneApi(cp.url, adminToken(cp.dataDir));
-  const storeDb = await openDatabase(join(cpDir, STORE_FILE), true);
-  await exec(storeDb, 'PRAGMA busy_timeout = 5000;');
+  const storeDb = await sql.open(join(cpDir, STORE_FILE), sqlite3.OPEN_READONLY);
+  await sql.exec(storeDb, 'PRAGMA busy_timeout = 5000;');
   const sims: Sim[] = [];
   for (let i = 0; i < simCount; i++) {
     const child = fork(join(REPO_ROOT, 'dist', 'test', 'bench', 'fleet-sim.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
@@ -259,6 +275,8 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
       const lags: number[] = [];
       const storeLags: number[] = [];
       const listTimes: number[] = [];
+      const getTimes: number[] = [];
+      let getErrors = 0;
       const cpu0 = cpuSeconds(cpPid);
       const busy0 = systemBusySeconds();
       const sim0 = total('cpu_secs');
@@ -288,14 +306,16 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
         every(POLL_MS, async () => {
           await Promise.all(
             sample.map(async (id) => {
-              const a = await api.request<{ version: string | null }>('GET', `/api/v1/agents/${id}`).catch(() => undefined);
+              const started = performance.now();
+              const a = await api.request<{ version: string | null }>('GET', `/api/v1/agents/${id}`).catch(() => void getErrors++);
+              getTimes.push(performance.now() - started);
               if (seen(apiSeen, lags, id, a?.version, Date.now())) changed.add(id);
             }),
           );
         }),
         // The same agents' rows in the store, every 250 ms.
         every(POLL_MS, async () => {
-          const rows = await all<{ agent_id: string; status: string }>(storeDb, `SELECT agent_id, status FROM agent_status WHERE agent_id IN (${placeholders})`, sample);
+          const rows = await sql.all<{ agent_id: string; status: string }>(storeDb, `SELECT agent_id, status FROM agent_status WHERE agent_id IN (${placeholders})`, sample);
           const at = Date.now();
           for (const r of rows) seen(storeSeen, storeLags, r.agent_id, (JSON.parse(r.status) as { version?: string }).version, at);
         }),
@@ -329,6 +349,8 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
         storeLagMs: percentiles(storeLags),
         stale: sample.length - changed.size,
         listMs: percentiles(listTimes),
+        getMs: percentiles(getTimes),
+        getErrors,
         cpCpuPercent: cpu0 !== undefined && cpu1 !== undefined ? ((cpu1 - cpu0) / seconds) * 100 : NaN,
         cpRssMiB: (rssBytes(cpPid) ?? NaN) / 1048576,
         simCpuPercent: ((total('cpu_secs') - sim0) / seconds) * 100,
@@ -344,34 +366,42 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
     }
   } finally {
     for (const s of sims) if (s.child.connected) s.child.send({ type: 'stop' });
-    await close(storeDb).catch(() => {});
+    await sql.close(storeDb).catch(() => {});
     await cp.stop('SIGTERM');
-    for (const l of cp.lines.filter((x) => x.includes('H5TEMP'))) options.log(l); // H5TEMP
   }
   const largestOk = results.filter((r) => r.ok).reduce((m, r) => Math.max(m, r.agents), 0);
-  return { steps: results, largestOk, text: fleetReport(results, largestOk, { simCount, connectRate, measureSeconds: measureMs / 1000 }) };
+  const text = fleetReport(results, largestOk, { simCount, connectRate, measureSeconds: measureMs / 1000, mode: process.env.BENCH_FLEET_STEPS ? `steps ${steps.join(',')}` : full ? 'full step-up (BENCH_FLEET_FULL=1)' : 'quick default', load: [loadBefore, loadAverage()] });
+  const resultsDir = join(REPO_ROOT, 'test', 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'fleet.md'), `${RESULTS_HEADER}\n${text}`);
+  return { steps: results, largestOk, text };
 }
 
-function fleetReport(steps: FleetStep[], largestOk: number, setup: { simCount: number; connectRate: number; measureSeconds: number }): string {
+const RESULTS_HEADER = `<!-- Written by the fleet scale benchmark (test/bench/fleet.ts) at every run; the committed copy should
+be a full step-up: npm run build && BENCH_FLEET_FULL=1 node dist/test/bench/fleet-run.js -->
+`;
+
+function fleetReport(steps: FleetStep[], largestOk: number, setup: { simCount: number; connectRate: number; measureSeconds: number; mode: string; load: [string, string] }): string {
   const f = (x: number): string => (Number.isFinite(x) ? String(Math.round(x)) : '–');
   const errs = (e: Record<string, number>): string => Object.entries(e).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
   const lines = [
     '## Fleet scale (MQTT status + telemetry at 1 s per agent, embedded broker)',
     '',
     `Largest fleet with status lag p99 < 5 s: **${largestOk}** agents (target ≥ 5,000: ${largestOk >= 5000 ? 'PASS' : 'FAIL'}).`,
+    `Run: ${new Date().toISOString()}, ${setup.mode}, Node ${process.version}, load average ${setup.load[0]} before / ${setup.load[1]} after (other work on the machine competes for the same cores).`,
     `Setup: ${availableParallelism()} cores shared by the control plane and ${setup.simCount} simulator processes; agents connect at ${setup.connectRate}/s in total, ` +
       `each then publishes a QoS 1 retained status and QoS 0 telemetry every second; ${setup.measureSeconds} s measured per step after all are connected and 5 s of settling.`,
     'Lag = status sent_at → first seen in GET /api/v1/agents/{id} (API) or in the store (store, after the 250 ms flush), on sampled agents polled every 250 ms (so up to 250 ms of it is polling).',
     '',
-    '| agents | connected | connect s | CONNACK p50/p99 ms | retries | drops | status/s | lag p50 ms | p95 | p99 | max | store lag p99 | stale | list ms p50 | CP CPU % | CP RSS MiB | sims CPU % | machine CPU % | |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| agents | connected | connect s | CONNACK p50/p99 ms | retries | drops | status/s | lag p50 ms | p95 | p99 | max | store lag p99 | stale | GET ms p50/p99 | list ms p50 | CP CPU % | CP RSS MiB | sims CPU % | machine CPU % | |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...steps.map(
       (s) =>
         `| ${s.agents} | ${s.connected} | ${Number.isFinite(s.connectSeconds) ? s.connectSeconds.toFixed(1) : '–'} | ${f(s.connectMs.p50)}/${f(s.connectMs.p99)} | ${s.reconnects} | ${s.drops} | ${f(s.statusPerSec)} | ` +
-        `${f(s.lagMs.p50)} | ${f(s.lagMs.p95)} | ${f(s.lagMs.p99)} | ${f(s.lagMs.max)} | ${f(s.storeLagMs.p99)} | ${s.stale} | ${f(s.listMs.p50)} | ${f(s.cpCpuPercent)} | ${f(s.cpRssMiB)} | ${f(s.simCpuPercent)} | ${f(s.machineCpuPercent)} | ${s.ok ? 'ok' : 'over'} |`,
+        `${f(s.lagMs.p50)} | ${f(s.lagMs.p95)} | ${f(s.lagMs.p99)} | ${f(s.lagMs.max)} | ${f(s.storeLagMs.p99)} | ${s.stale} | ${f(s.getMs.p50)}/${f(s.getMs.p99)} | ${f(s.listMs.p50)} | ${f(s.cpCpuPercent)} | ${f(s.cpRssMiB)} | ${f(s.simCpuPercent)} | ${f(s.machineCpuPercent)} | ${s.ok ? 'ok' : 'over'} |`,
     ),
     '',
-    `Socket errors, CONNACK timeouts and drops per step: ${steps.map((s) => `N=${s.agents}: errors ${errs(s.errors)}, timeouts ${s.connectTimeouts}, drops in the measured window ${s.windowDrops}`).join('; ') || '–'}.`,
+    `Socket errors, CONNACK timeouts and drops per step: ${steps.map((s) => `N=${s.agents}: errors ${errs(s.errors)}, timeouts ${s.connectTimeouts}, drops in the measured window ${s.windowDrops}, failed GETs ${s.getErrors}`).join('; ') || '–'}.`,
     '',
   ];
   return lines.join('\n');

@@ -49,7 +49,7 @@ describe('file_drop source', () => {
     const manifest = loadManifest();
     for (const e of manifest) writeFileSync(join(inbox, e.file), readSample(e.file));
     const expectedMessages = manifest.reduce((n, e) => n + e.messages, 0);
-    await waitFor('all corpus files archived', () => listTree(archive).length === manifest.length);
+    await waitFor('all corpus files archived', () => listTree(archive).length === manifest.length && source.counters().pending === 0);
 
     const stored = await bed.buffer.readOldest(0, 10_000);
     expect(stored.length).toBe(expectedMessages);
@@ -93,7 +93,7 @@ describe('file_drop source', () => {
       appendFileSync(file, bytes.subarray(at, Math.min(bytes.length, at + step)));
       await new Promise((r) => setTimeout(r, 150));
     }
-    await waitFor('slow file archived', () => listTree(archive).length === 1);
+    await waitFor('slow file archived', () => listTree(archive).length === 1 && source.counters().pending === 0);
     const stored = await bed.buffer.readOldest(0, 10_000);
     expect(stored.length).toBe(124);
     expect(Buffer.concat(stored.map((m) => m.payload)).length).toBeLessThanOrEqual(bytes.length);
@@ -124,7 +124,7 @@ describe('file_drop source', () => {
     writeFileSync(join(inbox, 'good.hl7'), readSample('orm-o01_v2.4_mirth.hl7'));
     await source.start();
     const expectedErrors = ['big.hl7', 'big.hl7.reason.json', 'empty.hl7', 'empty.hl7.reason.json', 'junk.bin', 'junk.bin.reason.json', 'link.hl7', 'link.hl7.reason.json'];
-    await waitFor('four files in error_dir with reasons, one archived', () => JSON.stringify(listTree(errors)) === JSON.stringify(expectedErrors) && listTree(archive).length === 1);
+    await waitFor('four files in error_dir with reasons, one archived', () => JSON.stringify(listTree(errors)) === JSON.stringify(expectedErrors) && listTree(archive).length === 1 && source.counters().pending === 0);
 
     const reason = (name: string): { source_id: string; file: string; error: { code: string; message: string } } => JSON.parse(readFileSync(join(errors, `${name}.reason.json`), 'utf8')) as never;
     expect(reason('junk.bin').error.code).toBe('no_msh');
@@ -152,7 +152,7 @@ describe('file_drop source', () => {
     // Same bytes under a second name: a resend of the same file, stored once as well.
     writeFileSync(join(inbox, 'again.hl7'), bytes);
     await source.start();
-    await waitFor('both archived', () => listTree(archive).length === 2);
+    await waitFor('both archived', () => listTree(archive).length === 2 && source.counters().pending === 0);
     expect((await bed.buffer.readOldest(0, 1000)).length).toBe(parsed.messages.length);
     expect(source.counters()).toMatchObject({ filesTaken: 0, filesDuplicate: 2, filesArchived: 2 });
   });
@@ -184,8 +184,32 @@ describe('file_drop source', () => {
     await waitFor('two more taken', () => listTree(archive).length === 4, 60_000);
     const rows2 = await bed.buffer.readOldest(0, 10);
     await bed.buffer.deleteThrough(rows2[rows2.length - 1]!.seq);
-    await waitFor('all taken', () => listTree(archive).length === 5, 60_000);
+    await waitFor('all taken', () => listTree(archive).length === 5 && source.counters().pending === 0, 60_000);
     expect(source.counters()).toMatchObject({ filesTaken: 5, paused: 0 });
+  });
+
+  it('polling mode (network shares) takes files too, and a sub-folder of a flat folder is left alone', async () => {
+    const { bed, source, inbox, archive } = await setUp({ polling: true, poll_interval_secs: 0.2 });
+    mkdirSync(join(inbox, 'sub'));
+    await source.start();
+    writeFileSync(join(inbox, 'p.hl7'), readSample('orm-o01_v2.4_mirth.hl7'));
+    await waitFor('archived by the polling watcher', () => listTree(archive).includes('p.hl7') && source.counters().pending === 0).catch((err: Error) => {
+      throw new Error(`${err.message}\ncounters ${JSON.stringify(source.counters())}\ninbox ${listTree(inbox).join(',')}\n${bed.lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    });
+    expect((await bed.buffer.readOldest(0, 10)).length).toBe(1);
+    expect(existsSync(join(inbox, 'sub'))).toBe(true);
+    expect(source.counters()).toMatchObject({ filesTaken: 1, filesErrored: 0, filesRefused: 0 });
+  });
+
+  it('flat folder: a sub-folder is not a file to take (nor an error)', async () => {
+    const { source, inbox, archive } = await setUp();
+    mkdirSync(join(inbox, 'sub'));
+    writeFileSync(join(inbox, 'sub', 'deep.hl7'), readSample('orm-o01_v2.4_mirth.hl7'));
+    writeFileSync(join(inbox, 'top.hl7'), readSample('orm-o01_v2.4_mirth.hl7'));
+    await source.start();
+    await waitFor('top file archived', () => listTree(archive).includes('top.hl7') && source.counters().pending === 0);
+    expect(existsSync(join(inbox, 'sub', 'deep.hl7'))).toBe(true);
+    expect(source.counters()).toMatchObject({ filesSeen: 1, filesTaken: 1, filesErrored: 0, filesRefused: 0 });
   });
 
   it('recursive: files in subfolders are taken (archived under the same relative path); an archive inside the folder is left out', async () => {

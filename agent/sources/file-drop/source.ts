@@ -7,8 +7,8 @@
 // start); a crash between commit and move leaves a file whose hash is already committed, which the
 // next start only archives. Startup reconciliation is just the initial scan through the same path.
 
-import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { AgentMetrics } from '../../admin/metrics.js';
@@ -57,6 +57,9 @@ const MOVE_RETRY_MS = 5_000;
 /** Inodes of temporary names seen, to recognise a rename into place (bounded). */
 const MAX_TEMP_INODES = 10_000;
 const PRUNE_INTERVAL_MS = 24 * 3600 * 1000;
+/** Re-listing of a chokidar-watched folder (missed events); a whole tree less often. */
+const FLAT_RESCAN_MS = 5_000;
+const TREE_RESCAN_MS = 30_000;
 
 interface Candidate {
   readonly abs: string;
@@ -89,6 +92,7 @@ export class FileDropSource implements Source {
   private backoffMs = FULL_BACKOFF_MIN_MS;
   private resumeTimer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
   private healthValue: SourceHealth = { state: 'stopped', message: 'not started', since: new Date().toISOString() };
   readonly stats: FileDropCounters = {
     filesSeen: 0,
@@ -180,7 +184,25 @@ export class FileDropSource implements Source {
     watcher.on('unlink', (p: string) => this.forget(p));
     watcher.on('error', (err: unknown) => this.watcherError(err));
     await new Promise<void>((res) => watcher.once('ready', () => res()));
+    // Safety net: chokidar's polling can miss a file created right as it takes its first stat of
+    // the folder (seen in tests), and any watcher can miss events; a periodic listing catches up.
+    this.rescanTimer = setInterval(() => void this.rescanTree(), this.config.recursive ? TREE_RESCAN_MS : FLAT_RESCAN_MS);
+    this.rescanTimer.unref();
     return watcher;
+  }
+
+  private async rescanTree(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.root, { recursive: this.config.recursive });
+    } catch (err) {
+      this.watcherError(err);
+      return;
+    }
+    for (const name of names) {
+      const abs = join(this.root, name);
+      if (!this.stopping && !this.isOwnFolder(abs)) this.observe(abs);
+    }
   }
 
   private watcherError(err: unknown): void {
@@ -197,6 +219,7 @@ export class FileDropSource implements Source {
     this.setHealth('stopping', 'finishing files in progress');
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
     for (const c of this.candidates.values()) if (c.timer) clearTimeout(c.timer);
     await this.watcher?.close();
     this.watcher = undefined;
