@@ -38,7 +38,7 @@ export class ControlPlane {
     try {
       await ensureAdminToken(store, config.data_dir, log);
       // Listening before HTTP, so the first enrollment answer already names a live broker.
-      // The fleet service starts the bus with its handlers and republishes every agent's policy (H3).
+      // The fleet service starts the bus with its handlers and republishes every agent's policy.
       fleet = new FleetService(store, fleetBus, log);
       await fleet.start();
       ingest = new IngestServer({ listen: config.grpc.listen }, { store, log });

@@ -25,7 +25,7 @@ describe('control plane config', () => {
     expect(r.problems.map((p) => p.path).sort()).toEqual(['(root)', 'data_dir', 'grpc', 'grpc.listen', 'http.listen', 'mqtt'].sort());
   });
 
-  it('checks the mqtt section: embedded-only and external-only keys, credentials that go together (H2)', () => {
+  it('checks the mqtt section: embedded-only and external-only keys, credentials that go together', () => {
     const ok = validateYaml('mqtt:\n  url: mqtts://broker:8883\n  username: cp\n  password_file: /etc/ferry/mqtt-password\n  mosquitto:\n    password_file: /etc/mosquitto/passwd\n    acl_file: /etc/mosquitto/acl\n');
     expect(ok.ok).toBe(true);
     const bad = validateYaml('mqtt:\n  tls:\n    cert_file: a\n    key_file: b\n  url: mqtt://x\n  username: cp\n');

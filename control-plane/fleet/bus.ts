@@ -11,7 +11,7 @@ export interface FleetBusEvents {
   commandResult(agentId: string, result: CommandResultMessage): void;
 }
 
-/** The bus's state for /readyz (H2 addition): embedded: listening; external: the broker connection. */
+/** The bus's state for /readyz: embedded: listening; external: the broker connection. */
 export interface FleetBusHealth {
   readonly state: 'stopped' | 'connecting' | 'connected' | 'disconnected' | 'listening';
   readonly message: string;

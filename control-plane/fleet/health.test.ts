@@ -41,7 +41,7 @@ describe('agent health', () => {
     expect(derivePresence(e, T + 30_001, DEFAULT_HEALTH_OPTIONS)).toEqual({ online: false, health: 'offline', reasons: ['no status for 30 s (heartbeat 10 s)'] });
   });
 
-  // H6 (test/e2e-fleet.test.ts found it): a last will carries no versions; the API showed nulls for an offline agent.
+  // Found by test/e2e-fleet.test.ts: a last will carries no versions; the API showed nulls for an offline agent.
   it('an offline status keeps what the agent last reported (versions, applied policy, backlog)', () => {
     const policy = { policy_id: 'p', applied_version: 5, received_version: 5, state: 'ok' as const, errors: [] };
     const online = applyStatus(undefined, base({ version: '1.2.3', policy, buffer: { depth: 3, bytes: 9, max_bytes: 99, oldest_pending_age_secs: 1, full: false } }), T, sampling);

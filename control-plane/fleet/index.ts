@@ -9,7 +9,7 @@ import type { FleetBus } from './bus.js';
 
 export type { FleetBus, FleetBusEvents, FleetBusHealth } from './bus.js';
 export { EmbeddedFleetBus, ExternalFleetBus, MosquittoFiles, compileBusOptions, mosquittoAcl, type MqttConfig } from './broker/index.js';
-// The fleet service (policies, presence and health, commands) — H3.
+// The fleet service (policies, presence and health, commands).
 export { FleetService, type AgentFleetState, type FleetControl, type FleetGauges, type FleetServiceOptions, type PolicyRollout } from './service.js';
 export { DEFAULT_HEALTH_OPTIONS, type AgentHealth, type HealthOptions } from './health.js';
 

@@ -43,7 +43,7 @@ export const agentSchema = z.object({
   messages_received: z.number().int(),
   bytes_received: z.number().int(),
   buffers: z.array(bufferSchema),
-  // Policy versions, presence, health and the latest status (H3, agent-fleet.ts).
+  // Policy versions, presence, health and the latest status (agent-fleet.ts).
   ...agentFleetShape,
 });
 
@@ -107,11 +107,11 @@ export const agentRoutes = [
         throw new ApiError(code, message);
       }
       const created = await deps.store.createAgent({ name: body.name ?? 'agent', policyId: check.policyId });
-      // An external Mosquitto learns the new credentials before the agent learns them (H2).
+      // An external Mosquitto learns the new credentials before the agent learns them.
       await deps.fleetBus?.agentEnrolled?.(created.id);
       await deps.store.audit({ actor: `enrollment_token:${check.tokenId}`, action: 'agent.enrolled', target: `agent:${created.id}`, details: { name: body.name ?? 'agent', policy_id: check.policyId } });
       deps.log.info({ component: 'http', agent_id: created.id, policy_id: check.policyId }, 'agent enrolled');
-      // Its policy is retained on its topic before it first connects (H3).
+      // Its policy is retained on its topic before it first connects.
       publishInBackground(deps, deps.fleet?.agentPolicyChanged(created.id), { agent_id: created.id, policy_id: check.policyId });
       const mqttUrl = deps.fleetBus?.agentMqttUrl(new URL(c.req.url).hostname);
       const out: z.output<typeof enrollResponseSchema> = { agent_id: created.id, secret: created.secret, grpc_target: target, ...(mqttUrl !== undefined ? { mqtt_url: mqttUrl } : {}) };

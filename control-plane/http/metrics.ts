@@ -29,7 +29,7 @@ export function createMetrics(
     ingestCounters?: () => IngestCountersView | undefined;
     processMetrics?: boolean;
     fleetBusCounters?: () => Readonly<Record<string, number>> | undefined;
-    /** The fleet service's gauges (agents online/offline and by health, commands by status), read when scraped (H3). */
+    /** The fleet service's gauges (agents online/offline and by health, commands by status), read when scraped. */
     fleetGauges?: () => Promise<FleetGaugesView>;
   } = {},
 ): HttpMetrics {

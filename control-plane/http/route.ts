@@ -21,7 +21,7 @@ export interface AppDeps {
     /** Ends an agent's open stream (after its credentials were revoked); optional for route tests. */
     disconnect?(agentId: string, reason: string): boolean;
   };
-  /** The MQTT fleet bus as the HTTP API sees it (H2): the URL agents get at enrollment, revocation, state. Absent in route tests that do not need it. */
+  /** The MQTT fleet bus as the HTTP API sees it: the URL agents get at enrollment, revocation, state. Absent in route tests that do not need it. */
   readonly fleetBus?: {
     /** The mqtt_url of an enrollment answer, given the host name the request came in on. */
     agentMqttUrl(requestHostname: string): string;
@@ -30,7 +30,7 @@ export interface AppDeps {
     agentEnrolled?(agentId: string): Promise<void>;
     health?(): { readonly state: string; readonly message: string };
   };
-  /** The fleet service (H3): presence, health, policy publishing, commands, rollout. Absent in route tests that do not need it. */
+  /** The fleet service: presence, health, policy publishing, commands, rollout. Absent in route tests that do not need it. */
   readonly fleet?: FleetControl;
   /** ms since the epoch; injectable for tests. */
   readonly now?: () => number;
