@@ -212,16 +212,26 @@ function formatStatus(s: Record<string, unknown>): string {
     );
     if (u.state === 'disabled') lines.push(`  ${String(u.message)}`);
   }
-  for (const src of (s.sources ?? []) as Record<string, unknown>[]) {
-    const h = src.health as Record<string, string>;
-    const c = src.counters as Record<string, unknown>;
-    const l = src.listen as { host: string; port: number } | null;
-    lines.push(
-      `source ${String(src.id)} (${String(src.type)}${l ? ` ${l.host}:${l.port}` : ''}): ${h.state}; ${String(c.connections)} connections, ${String(c.messagesAcked)} acked, ${String(c.framesRejected)} refused, ${String(c.duplicates)} duplicates${c.lastError ? `; last error: ${String(c.lastError)}` : ''}`,
-    );
-  }
+  for (const src of (s.sources ?? []) as Record<string, unknown>[]) lines.push(formatSource(src));
   lines.push(...formatFleet(s.fleet as Record<string, unknown> | undefined));
   return lines.join('\n') + '\n';
+}
+
+/** One line per source, with the counters its type has (MLLP: connections, acks; file_drop: files). */
+function formatSource(src: Record<string, unknown>): string {
+  const h = src.health as Record<string, string>;
+  const c = src.counters as Record<string, unknown>;
+  const lastError = c.lastError ? `; last error: ${String(c.lastError)}` : '';
+  if (src.type === 'file_drop') {
+    const n = (key: string): string => String(c[key] ?? 0);
+    return (
+      `source ${String(src.id)} (file_drop ${String(src.path)}): ${h.state}${c.paused ? ' (paused: buffer full)' : ''}; ` +
+      `${n('filesSeen')} files seen, ${n('filesTaken')} taken, ${n('filesArchived')} archived, ${n('filesDeleted')} deleted, ${n('filesErrored')} errored, ${n('filesRefused')} refused, ` +
+      `${n('filesDuplicate')} duplicates, ${n('pending')} pending; ${n('messages')} messages${lastError}`
+    );
+  }
+  const l = src.listen as { host: string; port: number } | null;
+  return `source ${String(src.id)} (${String(src.type)}${l ? ` ${l.host}:${l.port}` : ''}): ${h.state}; ${String(c.connections)} connections, ${String(c.messagesAcked)} acked, ${String(c.framesRejected)} refused, ${String(c.duplicates)} duplicates${lastError}`;
 }
 
 /** The fleet block: connection, broker, applied policy, and each part of the policy that did not apply. */

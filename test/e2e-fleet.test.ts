@@ -303,12 +303,12 @@ describe('fleet end to end: control plane process + enrolled agent process', () 
     expect(rollout.failed[0]).toMatchObject({ agent_id: agentId, version: 4, state: 'partial' });
     expect(rollout.failed[0]!.errors).toHaveLength(1);
     expect(rollout.failed[0]!.errors[0]!.path).toBe('sources[0]');
-    expect(rollout.failed[0]!.errors[0]!.message).toMatch(/source main: .*(EADDRINUSE|in use).*kept its last good config/i);
+    expect(rollout.failed[0]!.errors[0]!.message).toMatch(/source main cannot listen .*(EADDRINUSE|in use).*kept its last good config/i);
 
     // The operator's view on the agent's host says the same.
     const text = await statusText(a);
     expect(text).toMatch(new RegExp(`^fleet: connected \\(broker mqtt://127\\.0\\.0\\.1:${cp.mqttPort}, mqtt3\\.1\\.1\\) since `, 'm'));
-    expect(text).toContain(`  policy ${POLICY_ID}: v4 applied; partial\n    sources[0]: source main: `);
+    expect(text).toContain(`  policy ${POLICY_ID}: v4 applied; partial\n    sources[0]: source main cannot listen on `);
 
     // Last good: main still listens where it did and still ACKs; nothing bound the held port.
     expect(await listenPort(a, 'main')).toBe(mainPort);

@@ -12,6 +12,7 @@ import type sqlite3 from 'sqlite3';
 import { FerryError } from '../errors.js';
 import { Keyring } from './keyring.js';
 import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
+import { acquireBufferLock, type BufferLock } from './lock.js';
 import { RecentKeys } from './recent-keys.js';
 import { FILE_COLUMNS, FILE_COLUMN_COUNT, INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
 
@@ -63,6 +64,25 @@ export type FileAppendResult =
   | { readonly status: 'already_taken'; readonly firstSeq: number }
   | AppendRefusal;
 
+/**
+ * One file's messages already hashed and sealed by a bulk writer (import, on worker threads), with
+ * seqs it leased from this buffer (leaseSeqs): message i has seq firstSeq + i and its blob was
+ * sealed with keyId and rowAad(bufferId, firstSeq + i, file.sourceId, keyId).
+ */
+export interface SealedFileAppend {
+  readonly file: IncomingFile;
+  readonly keyId: string;
+  readonly firstSeq: number;
+  readonly receivedAt: number;
+  /** nonce ‖ ciphertext ‖ tag, one per message. */
+  readonly sealed: readonly Buffer[];
+  /** sha256 of each plaintext payload. */
+  readonly sha256: readonly Buffer[];
+  /** Plaintext payload sizes. */
+  readonly sizes: readonly number[];
+  readonly meta: readonly MessageMeta[];
+}
+
 /** What the buffer remembers of a file it took. */
 export interface TakenFile {
   readonly sourceId: string;
@@ -106,11 +126,14 @@ export interface BufferOptions {
 }
 
 interface PendingAppend {
+  /** The messages as given (empty for pre-sealed files: rows carry everything). */
   readonly messages: readonly IncomingMessage[];
   /** Sealed at arrival, one per message, in order (see append). */
   readonly rows: readonly SealedRow[];
-  /** Dedupe filter keys, one per message (null: dedupe off for this append). */
+  /** Dedupe filter keys, one per message (null or missing: dedupe off for this append). */
   readonly keys: readonly (Buffer | null)[];
+  /** Pre-sealed file: answered with one outcome for the whole file, not one per message. */
+  readonly sealedFile?: true;
   readonly bytes: number;
   readonly dedupeWindowMs: number;
   /** Set when the append is one file's messages: its row in `files` goes in the same transaction. */
@@ -125,6 +148,9 @@ interface PendingAppend {
 const SINGLE_STATEMENT_ROWS = 64;
 const MAX_ROWS_PER_STATEMENT = 128;
 const MAX_FILES_PER_STATEMENT = 64;
+/** File commits: bigger statements (fewer round trips to SQLite's thread), see runBulkInsert. */
+const MAX_BULK_ROWS_PER_STATEMENT = 256;
+const BULK_ROW_PARAMS = 8;
 const NO_FILES: ReadonlyMap<string, number> = new Map();
 /** Pending messages from which the next commit is sealed while the current one is written. */
 const PREPLAN_MIN_MESSAGES = 64;
@@ -145,6 +171,7 @@ export class MessageBuffer {
   private dedupeLookup: sqlite3.Statement | undefined;
   private takenFileLookup: Promise<sqlite3.Statement> | undefined;
   private readonly fileInsertStatements = new Map<number, sqlite3.Statement>();
+  private readonly bulkInsertStatements = new Map<number, sqlite3.Statement>();
   private depth = 0;
   private bytes = 0;
   private oldestReceivedAt: number | null = null;
@@ -152,6 +179,9 @@ export class MessageBuffer {
   private fullSince: number | null = null;
   private commits = 0;
   private readonly maxPerCommit: number;
+  /** Set by leaseSeqs: a bulk writer hands out seqs from nextSeq on; other appends are refused. */
+  private seqsLeased = false;
+  private lock: BufferLock | undefined;
 
   private constructor(
     private readonly writer: sqlite3.Database,
@@ -173,9 +203,17 @@ export class MessageBuffer {
   private lastInsertMs = 0;
 
   static async open(options: BufferOptions): Promise<MessageBuffer> {
+    // One writing process per buffer (the agent, or an import): see lock.ts.
+    const lock = acquireBufferLock(options.path);
     // Create the file owner-only before SQLite does; its -wal and -shm files inherit the mode.
-    closeSync(openSync(options.path, 'a', 0o600));
-    const writer = await openDatabase(options.path);
+    let writer: sqlite3.Database;
+    try {
+      closeSync(openSync(options.path, 'a', 0o600));
+      writer = await openDatabase(options.path);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
     try {
       // auto_vacuum must be chosen before the first table exists; it lets deletes give disk back.
       await exec(writer, 'PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864; PRAGMA busy_timeout = 5000;');
@@ -202,6 +240,7 @@ export class MessageBuffer {
       const reader = await openDatabase(options.path, true);
       await exec(reader, 'PRAGMA busy_timeout = 5000;');
       const buffer = new MessageBuffer(writer, reader, idRow?.value ?? '', options.keyring, options, Number(seqRow?.s ?? 0));
+      buffer.lock = lock;
       buffer.depth = totals?.n ?? 0;
       buffer.bytes = Number(totals?.b ?? 0);
       buffer.oldestReceivedAt = totals?.oldest ?? null;
@@ -209,6 +248,7 @@ export class MessageBuffer {
       return buffer;
     } catch (err) {
       await close(writer).catch(() => {});
+      lock.release();
       throw err;
     }
   }
@@ -292,6 +332,69 @@ export class MessageBuffer {
     return { status: 'committed', firstSeq: first.seq, messages: messages.length };
   }
 
+  /**
+   * Hands seq assignment to a bulk writer (import) for the rest of this buffer's life: returns the
+   * first free seq; the writer numbers its files' messages from there, strictly increasing, and
+   * passes them to appendSealedFile in seq order (gaps allowed). append() and appendFile() are
+   * refused from then on: they would take seqs the writer already gave out.
+   */
+  leaseSeqs(): number {
+    this.seqsLeased = true;
+    return this.nextSeq;
+  }
+
+  /**
+   * appendFile() for a file whose messages a bulk writer already hashed and sealed (see
+   * SealedFileAppend): same transaction, same file identity check, same answers. Must be called in
+   * seq order; a seq at or below one already handed to the buffer is a bug and throws.
+   */
+  appendSealedFile(a: SealedFileAppend): Promise<FileAppendResult> {
+    const n = a.sealed.length;
+    if (n === 0 || a.sha256.length !== n || a.sizes.length !== n || a.meta.length !== n) throw new FerryError('buffer_io', 'a sealed file needs one blob, hash, size and header per message, at least one');
+    if (!this.seqsLeased || !Number.isSafeInteger(a.firstSeq) || a.firstSeq < this.nextSeq) {
+      throw new FerryError('buffer_io', `sealed rows must use seqs leased from this buffer, in order (got ${a.firstSeq}, next free ${this.nextSeq})`);
+    }
+    if (this.closed) return Promise.resolve({ status: 'closed' });
+    let size = 0;
+    for (const s of a.sizes) size += s;
+    if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
+      this.fullSince ??= Date.now();
+      return Promise.resolve({ status: 'full' });
+    }
+    this.pendingBytes += size;
+    this.nextSeq = a.firstSeq + n;
+    const { file, keyId, receivedAt } = a;
+    const rows: SealedRow[] = new Array<SealedRow>(n);
+    for (let i = 0; i < n; i++) {
+      rows[i] = { seq: a.firstSeq + i, sourceId: file.sourceId, receivedAt, keyId, sealed: a.sealed[i]!, meta: a.meta[i]!, size: a.sizes[i]!, sha256: a.sha256[i]!, dedupe: false };
+    }
+    const nameKeyId = this.keyring.activeKeyId;
+    const sealedFile: SealedFile = {
+      sourceId: file.sourceId,
+      sha256: file.sha256,
+      size: file.size,
+      messages: n,
+      keyId: nameKeyId,
+      firstSeq: a.firstSeq,
+      takenAt: Date.now(),
+      sealedName: this.keyring.seal(Buffer.from(file.name, 'utf8'), fileNameAad(this.bufferId, file.sourceId, file.sha256, nameKeyId)),
+    };
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ messages: [], rows, keys: [], bytes: size, dedupeWindowMs: 0, file: sealedFile, sealedFile: true, resolve, reject });
+      this.kick();
+    }).then((result): FileAppendResult => {
+      if (result.status !== 'committed') return result;
+      const first = result.outcomes[0]!;
+      return first.status === 'duplicate' ? { status: 'already_taken', firstSeq: first.seq } : { status: 'committed', firstSeq: first.seq, messages: n };
+    });
+  }
+
+  /** Sorted sha256s (32 bytes each, concatenated) of every file a source has taken: a bulk writer's skip list. */
+  async takenFileHashes(sourceId: string): Promise<Buffer> {
+    const rows = await all<{ sha256: Buffer }>(this.reader, 'SELECT sha256 FROM files WHERE source_id = ? ORDER BY sha256', [sourceId]);
+    return Buffer.concat(rows.map((r) => r.sha256));
+  }
+
   /** What the buffer remembers of a file this source committed with these bytes, if any (committed state only). */
   async takenFile(sourceId: string, sha256: Buffer): Promise<TakenFile | undefined> {
     this.takenFileLookup ??= prepare(this.reader, 'SELECT size, messages, first_seq, taken_at FROM files WHERE source_id = ? AND sha256 = ?');
@@ -320,6 +423,7 @@ export class MessageBuffer {
 
   private enqueue(messages: readonly IncomingMessage[], options: AppendOptions, file: SealedFile | undefined): Promise<AppendResult> {
     if (this.closed) return Promise.resolve({ status: 'closed' });
+    if (this.seqsLeased) return Promise.reject(new FerryError('buffer_io', 'this buffer hands its seqs to a bulk writer (import): appends are refused'));
     let size = 0;
     for (const m of messages) size += m.payload.length;
     if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
@@ -423,10 +527,16 @@ export class MessageBuffer {
     if (this.dedupeLookup) await finalize(this.dedupeLookup);
     for (const stmt of this.fileInsertStatements.values()) await finalize(stmt);
     this.fileInsertStatements.clear();
+    for (const stmt of this.bulkInsertStatements.values()) await finalize(stmt);
+    this.bulkInsertStatements.clear();
     if (this.takenFileLookup) await this.takenFileLookup.then(finalize, () => {});
     await exec(this.writer, 'PRAGMA wal_checkpoint(TRUNCATE);').catch(() => {});
-    await close(this.writer);
-    await close(this.reader);
+    try {
+      await close(this.writer);
+      await close(this.reader);
+    } finally {
+      this.lock?.release();
+    }
   }
 
   private enqueueWrite<T>(op: () => Promise<T>): Promise<T> {
@@ -494,7 +604,7 @@ export class MessageBuffer {
   private pendingMessageCount(enough = PREPLAN_MIN_MESSAGES): number {
     let n = 0;
     for (const p of this.pending) {
-      n += p.messages.length;
+      n += p.rows.length;
       if (n >= enough) break;
     }
     return n;
@@ -523,9 +633,9 @@ export class MessageBuffer {
     let count = 0;
     while (this.pending.length > 0) {
       const next = this.pending[0]!;
-      if (group.length > 0 && count + next.messages.length > this.maxPerCommit) break;
+      if (group.length > 0 && count + next.rows.length > this.maxPerCommit) break;
       group.push(next);
-      count += next.messages.length;
+      count += next.rows.length;
       this.pending.shift();
     }
     return group;
@@ -585,6 +695,12 @@ export class MessageBuffer {
         filesInGroup.set(fileKey, p.file.firstSeq);
         files.push(p.file);
       }
+      if (p.sealedFile) {
+        // Pre-sealed (import): never deduplicated per message; one outcome answers the file.
+        for (const row of p.rows) rows.push(row);
+        outcomes.push([{ status: 'stored', seq: p.file!.firstSeq }]);
+        continue;
+      }
       const groupOutcomes: AppendOutcome[] = [];
       for (let i = 0; i < p.rows.length; i++) {
         const row = p.rows[i]!;
@@ -639,7 +755,7 @@ export class MessageBuffer {
   private async lookupDedupe(group: readonly PendingAppend[], now: number): Promise<Map<string, number>> {
     const found = new Map<string, number>();
     for (const p of group) {
-      for (let i = 0; i < p.messages.length; i++) {
+      for (let i = 0; i < p.keys.length; i++) {
         const key = p.keys[i];
         if (!key || (p.dedupeWindowMs <= this.maxDedupeWindowMs && !this.recentKeys.mightContain(key))) continue;
         const m = p.messages[i]!;
@@ -662,8 +778,17 @@ export class MessageBuffer {
     await run(this.writer, 'BEGIN IMMEDIATE');
     try {
       let offset = 0;
+      const bulk = files.length > 0 && sharesSourceAndKey(rows);
       while (offset < rows.length) {
-        const size = Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
+        const runLength = bulk ? bulkRunLength(rows, offset) : 0;
+        if (runLength > 0) {
+          const size = previousPowerOfTwo(runLength);
+          await this.runBulkInsert(rows, offset, size);
+          offset += size;
+          continue;
+        }
+        // Outside a bulk run (a row that breaks it goes alone): the general statement.
+        const size = bulk ? 1 : Math.min(MAX_ROWS_PER_STATEMENT, previousPowerOfTwo(rows.length - offset));
         await this.runInsert(rows, offset, size);
         offset += size;
       }
@@ -699,6 +824,46 @@ export class MessageBuffer {
       params[j++] = row.size;
       params[j++] = row.sha256;
       params[j++] = row.dedupe ? 1 : 0;
+    }
+    await runStatement(stmt, params);
+  }
+
+  /**
+   * File commits (file_drop, import) whose rows share one source and key, are never deduplicated,
+   * and come in runs of consecutive seqs with one received_at (bulkRunLength): what is the same for
+   * every row is bound once per statement (?1 source, ?2 key, ?3 first seq, ?4 received_at), seq is
+   * ?3 plus the row's offset, size is the sealed blob's length less nonce and tag, and the dedupe
+   * flag a literal: 8 parameters per row instead of 14. Binding them on the main thread was the
+   * import's largest cost after sealing (measured: about 35% less CPU for the same rows).
+   */
+  private async runBulkInsert(rows: readonly SealedRow[], offset: number, count: number): Promise<void> {
+    const stmt = await this.cachedStatement(this.bulkInsertStatements, count, () => {
+      const values: string[] = [];
+      const overhead = Keyring.sealedLength(0);
+      for (let r = 0; r < count; r++) {
+        const b = 5 + r * BULK_ROW_PARAMS;
+        // seq, source_id, received_at, key_id, payload, type, trigger, control id, app, facility, version, size, sha256, dedupe
+        values.push(`(?3+${r},?1,?4,?2,?${b},?${b + 1},?${b + 2},?${b + 3},?${b + 4},?${b + 5},?${b + 6},length(?${b})-${overhead},?${b + 7},0)`);
+      }
+      return `INSERT INTO messages (${INSERT_COLUMNS}) VALUES ${values.join(',')}`;
+    });
+    const first = rows[offset]!;
+    const params: SqlValue[] = new Array<SqlValue>(4 + count * BULK_ROW_PARAMS);
+    params[0] = first.sourceId;
+    params[1] = first.keyId;
+    params[2] = first.seq;
+    params[3] = first.receivedAt;
+    let j = 4;
+    for (let i = offset; i < offset + count; i++) {
+      const row = rows[i]!;
+      params[j++] = row.sealed;
+      params[j++] = row.meta.messageType;
+      params[j++] = row.meta.triggerEvent;
+      params[j++] = row.meta.controlId;
+      params[j++] = row.meta.sendingApplication;
+      params[j++] = row.meta.sendingFacility;
+      params[j++] = row.meta.version;
+      params[j++] = row.sha256;
     }
     await runStatement(stmt, params);
   }
@@ -820,6 +985,27 @@ function filterKey(sourceId: string, payloadSha256: Buffer): Buffer {
 }
 
 const sourceSalts = new Map<string, Buffer>();
+
+/** True when every row has the first row's source and key and none is deduplicated (runBulkInsert's shape). */
+function sharesSourceAndKey(rows: readonly SealedRow[]): boolean {
+  const first = rows[0];
+  if (!first) return false;
+  for (const r of rows) if (r.sourceId !== first.sourceId || r.keyId !== first.keyId || r.dedupe) return false;
+  return true;
+}
+
+/** Rows from `offset` on with consecutive seqs, one received_at and sealed = size + nonce + tag (runBulkInsert binds those once). */
+function bulkRunLength(rows: readonly SealedRow[], offset: number): number {
+  const first = rows[offset]!;
+  const overhead = Keyring.sealedLength(0);
+  let n = 0;
+  while (offset + n < rows.length && n < MAX_BULK_ROWS_PER_STATEMENT) {
+    const r = rows[offset + n]!;
+    if (r.seq !== first.seq + n || r.receivedAt !== first.receivedAt || r.sealed.length !== r.size + overhead) break;
+    n++;
+  }
+  return n;
+}
 
 function placeholders(columns: number, rows: number): string {
   const one = columns === 1 ? '?' : `(${new Array(columns).fill('?').join(',')})`;

@@ -11,10 +11,13 @@ export {
   type FileAppendResult,
   type IncomingFile,
   type IncomingMessage,
+  type SealedFileAppend,
+  rowAad,
   type TakenFile,
   type MessageMeta,
   type StoredMessage,
 } from './buffer.js';
 export { Keyring } from './keyring.js';
 export { checkBuffer, type CheckReport } from './check.js';
+export { acquireBufferLock, lockPathOf, type BufferLock } from './lock.js';
 export { openTakenFileIndex, type TakenFileIndex } from './taken-files.js';

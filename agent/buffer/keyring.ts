@@ -82,6 +82,29 @@ export class Keyring {
     return Buffer.concat([nonce, head, tail, cipher.getAuthTag()], NONCE_BYTES + head.length + tail.length + TAG_BYTES);
   }
 
+  /** Bytes seal() makes of a plaintext of `length` bytes. */
+  static sealedLength(length: number): number {
+    return NONCE_BYTES + length + TAG_BYTES;
+  }
+
+  /**
+   * seal(), written into `out` at `at` (no intermediate concatenation): for bulk writers that
+   * seal many payloads into one block. Returns the bytes written, sealedLength(plaintext.length).
+   */
+  sealInto(plaintext: Buffer, aad: Buffer, out: Buffer, at: number): number {
+    const key = this.keys.get(this.activeKeyId);
+    if (!key) throw new FerryError('key_missing', `active key ${this.activeKeyId} is missing`);
+    const nonce = nextNonce();
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    cipher.setAAD(aad);
+    nonce.copy(out, at);
+    let pos = at + NONCE_BYTES;
+    pos += cipher.update(plaintext).copy(out, pos);
+    pos += cipher.final().copy(out, pos);
+    pos += cipher.getAuthTag().copy(out, pos);
+    return pos - at;
+  }
+
   open(keyId: string, blob: Buffer, aad: Buffer): Buffer {
     const key = this.keys.get(keyId);
     if (!key) throw new FerryError('key_missing', `row is sealed with key ${keyId}, which is not in ${this.path}`);

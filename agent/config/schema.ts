@@ -23,7 +23,7 @@ export const fleetSchema = z
     keepalive_secs: z.number().int().min(1).max(65535).default(30),
     /** How long one connection attempt may take. */
     connect_timeout_secs: secs('connect_timeout_secs').default(10),
-    /** Wait between reconnect attempts. */
+    /** First reconnect window: each retry waits a random time within it; it doubles per failed attempt up to 32 times this, at most 60 s (fleet/backoff.ts). */
     reconnect_delay_secs: secs('reconnect_delay_secs').default(2),
     /** CA bundle that signed the broker's certificate (mqtts:// with a private CA); default: the system roots. */
     ca_file: z.string().min(1).optional(),

@@ -57,4 +57,17 @@ describe('ReconnectBackoff (exponential, full jitter)', () => {
     expect(new ReconnectBackoff({ baseMs: 1000 }).window()).toBe(1000);
     expect(RECONNECT_MAX_DELAY_MS).toBe(60_000);
   });
+
+  it('stops widening at 32 × a short base (so tests and small sites with a short delay stay quick), 60 s for the default 2 s', () => {
+    const windows = (baseMs: number): number[] => {
+      const b = new ReconnectBackoff({ baseMs, random: () => 0 });
+      return Array.from({ length: 10 }, () => {
+        const w = b.window();
+        b.next();
+        return w;
+      });
+    };
+    expect(windows(200)).toEqual([200, 400, 800, 1600, 3200, 6400, 6400, 6400, 6400, 6400]);
+    expect(windows(2000)).toEqual([2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000, 60000, 60000]);
+  });
 });

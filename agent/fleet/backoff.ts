@@ -6,11 +6,13 @@
 
 /** The widest reconnect window, whatever the attempt (unless the base delay itself is larger). */
 export const RECONNECT_MAX_DELAY_MS = 60_000;
+/** The window stops doubling at this many times the base (so a short base keeps short waits). */
+export const RECONNECT_MAX_FACTOR = 32;
 
 export interface BackoffOptions {
   /** The first attempt's window (reconnect_delay_secs). */
   readonly baseMs: number;
-  /** The widest window; at least baseMs. */
+  /** The widest window (default: 32 × base, at most 60 s); never below baseMs. */
   readonly capMs?: number;
   /** Uniform in [0, 1); injectable for tests. */
   readonly random?: () => number;
@@ -24,7 +26,7 @@ export class ReconnectBackoff {
 
   constructor(options: BackoffOptions) {
     this.baseMs = Math.max(0, options.baseMs);
-    this.capMs = Math.max(this.baseMs, options.capMs ?? RECONNECT_MAX_DELAY_MS);
+    this.capMs = Math.max(this.baseMs, options.capMs ?? Math.min(RECONNECT_MAX_DELAY_MS, RECONNECT_MAX_FACTOR * this.baseMs));
     this.random = options.random ?? Math.random;
   }
 

@@ -3,15 +3,17 @@
 //
 // Resumable: a file whose hash this source already committed is skipped (the same memory the
 // file_drop source uses after a crash), so re-running after an interruption takes only the rest.
-// Files are left in place. Throughput comes from group commit: many files are in flight at once
-// (bounded by bytes), and the buffer packs all that arrive during one commit into the next.
+// Files are left in place. Throughput: a worker thread reads, parses, hashes and seals the files
+// (prepare.ts; the import leases seq assignment from the buffer for that), many files are in flight
+// at once (bounded by bytes), and the buffer packs all that arrive during one commit into the next,
+// with bulk INSERT statements (MessageBuffer.appendSealedFile).
 
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Keyring, MessageBuffer, openTakenFileIndex } from '../buffer/index.js';
 import { FerryError } from '../errors.js';
 import { compileFileFilter, type FileProblemCode } from '../sources/file-drop/index.js';
-import { createPreparer, prepareFile } from './prepare.js';
+import { createPreparer, prepareFile, SeqTurns, type Prepared } from './prepare.js';
 import { processesHolding } from './buffer-in-use.js';
 import type { ImportProgress } from './progress.js';
 import { walkTree, type TreeEntry } from './walk.js';
@@ -49,11 +51,12 @@ export interface ImportReport {
   readonly stoppedFull: boolean;
 }
 
-/** Bytes of files read and waiting for their commit at once. */
-const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
-const MAX_FILES_IN_FLIGHT = 1024;
-/** Files being read and parsed at once. */
-const LANES = 16;
+/**
+ * Bytes of files read and waiting for their commit at once. Measured on 10,000 files x 10
+ * messages: 16 MiB / 256 files took the same time as 64 MiB / 1,024, with about 80 MiB less RSS.
+ */
+const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+const MAX_FILES_IN_FLIGHT = 256;
 
 export async function runImport(options: ImportOptions): Promise<ImportReport> {
   const root = resolve(options.dir);
@@ -104,9 +107,10 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     }
   } else {
     mkdirSync(dirname(options.bufferFile), { recursive: true, mode: 0o700 });
-    const buffer = await MessageBuffer.open({ path: options.bufferFile, keyring: Keyring.loadOrCreate(options.keyFile), maxBytes: options.maxBytes, maxDedupeWindowSecs: 1 });
+    const keyring = Keyring.loadOrCreate(options.keyFile);
+    const buffer = await MessageBuffer.open({ path: options.bufferFile, keyring, maxBytes: options.maxBytes, maxDedupeWindowSecs: 1 });
     try {
-      await importAll(entries, options, buffer, record, state);
+      await importAll(entries, options, buffer, keyring, record, state);
     } finally {
       await buffer.close();
     }
@@ -137,60 +141,80 @@ async function importAll(
   entries: readonly TreeEntry[],
   options: ImportOptions,
   buffer: MessageBuffer,
+  keyring: Keyring,
   record: (entry: TreeEntry, outcome: FileOutcome) => void,
   state: { stoppedFull: boolean },
 ): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   let bytesInFlight = 0;
   let failure: unknown;
-  let next = 0;
-  // A fresh import (nothing remembered for this source) skips the per-file lookup; the buffer
-  // still refuses a second copy of the same bytes within the run (appendFile's own check).
-  const lookUpEach = (await buffer.countTakenFiles(options.sourceId)) > 0;
-  const preparer = createPreparer(options.sourceId, options.maxFileBytes);
-  // Several files are being prepared at once (on worker threads when available); commits are not
-  // awaited per file, so the buffer's group commit packs every file that arrives during one commit
-  // into the next.
-  const lane = async (): Promise<void> => {
-    while (!state.stoppedFull && failure === undefined && next < entries.length) {
-      const entry = entries[next++]!;
+  // Files this source took before (a resumed import) are skipped by the workers, before they take
+  // seqs; the buffer still refuses a second copy of the same bytes (appendSealedFile's own check).
+  const taken = await buffer.takenFileHashes(options.sourceId);
+  const takenShared = new SharedArrayBuffer(taken.length);
+  taken.copy(Buffer.from(takenShared));
+  const preparer = createPreparer({
+    sourceId: options.sourceId,
+    maxFileBytes: options.maxFileBytes,
+    keyFile: options.keyFile,
+    keyId: keyring.activeKeyId,
+    bufferId: buffer.bufferId,
+    seqState: SeqTurns.create(buffer.leaseSeqs()),
+    taken: takenShared,
+  });
+  const submit = (entry: TreeEntry, prepared: Prepared): Promise<void> | undefined => {
+    if (prepared.kind === 'failed') {
+      record(entry, { file: entry.rel, status: 'failed', ...prepared.failure });
+      return undefined;
+    }
+    if (prepared.kind === 'already_imported') {
+      record(entry, { file: entry.rel, status: 'already_imported' });
+      return undefined;
+    }
+    // Once the buffer is full or a commit failed, later files are not handed on (their seqs stay unused).
+    if (state.stoppedFull || failure !== undefined) return undefined;
+    return buffer
+      .appendSealedFile({
+        file: { sourceId: options.sourceId, name: entry.rel, size: prepared.size, sha256: prepared.sha256 },
+        keyId: keyring.activeKeyId,
+        firstSeq: prepared.firstSeq,
+        receivedAt: prepared.receivedAt,
+        sealed: prepared.sealed,
+        sha256: prepared.hashes,
+        sizes: prepared.sizes,
+        meta: prepared.meta,
+      })
+      .then((result) => {
+        if (result.status === 'committed') record(entry, { file: entry.rel, status: 'taken', messages: result.messages });
+        else if (result.status === 'already_taken') record(entry, { file: entry.rel, status: 'already_imported' });
+        else {
+          state.stoppedFull = true;
+          record(entry, { file: entry.rel, status: 'failed', code: 'buffer_full', message: result.status === 'full' ? 'the buffer is full (buffer.max_bytes)' : 'the buffer closed' });
+        }
+      });
+  };
+  // Many files are being prepared (on worker threads) and committed at once: the preparer hands
+  // them back in request order, so each is passed to the buffer in seq order, and the buffer's
+  // group commit packs every file that arrives during one commit into the next.
+  try {
+    for (const entry of entries) {
+      if (state.stoppedFull || failure !== undefined) break;
       while (inFlight.size > 0 && (bytesInFlight >= MAX_BYTES_IN_FLIGHT || inFlight.size >= MAX_FILES_IN_FLIGHT)) await Promise.race(inFlight);
-      const prepared = await preparer.prepare(entry);
-      if (prepared.kind === 'failed') {
-        record(entry, { file: entry.rel, status: 'failed', ...prepared.failure });
-        continue;
-      }
-      if (lookUpEach && (await buffer.takenFile(options.sourceId, prepared.sha256))) {
-        record(entry, { file: entry.rel, status: 'already_imported' });
-        continue;
-      }
-      const size = prepared.bytes.length;
+      const size = entry.size;
       bytesInFlight += size;
-      const p: Promise<void> = buffer
-        .appendFile({ sourceId: options.sourceId, name: entry.rel, size, sha256: prepared.sha256 }, prepared.messages)
-        .then(
-          (result) => {
-            if (result.status === 'committed') record(entry, { file: entry.rel, status: 'taken', messages: result.messages });
-            else if (result.status === 'already_taken') record(entry, { file: entry.rel, status: 'already_imported' });
-            else {
-              state.stoppedFull = true;
-              record(entry, { file: entry.rel, status: 'failed', code: 'buffer_full', message: result.status === 'full' ? 'the buffer is full (buffer.max_bytes)' : 'the buffer closed' });
-            }
-          },
-          (err: unknown) => {
-            failure = err;
-            record(entry, { file: entry.rel, status: 'failed', code: 'commit_failed', message: err instanceof Error ? err.message : String(err) });
-          },
-        )
+      const p: Promise<void> = preparer
+        .prepare(entry)
+        .then((prepared) => submit(entry, prepared))
+        .catch((err: unknown) => {
+          failure ??= err;
+          record(entry, { file: entry.rel, status: 'failed', code: 'commit_failed', message: err instanceof Error ? err.message : String(err) });
+        })
         .finally(() => {
           bytesInFlight -= size;
           inFlight.delete(p);
         });
       inFlight.add(p);
     }
-  };
-  try {
-    await Promise.all(Array.from({ length: LANES }, lane));
     await Promise.all(inFlight);
   } finally {
     await preparer.close();

@@ -1,8 +1,9 @@
 // Lists the candidate files of an import tree in a stable order (so a resumed import walks the
 // same way), with sizes for the progress bar. Symlinks and special files are listed as refused.
+// Synchronous calls: an import is a command of its own with nothing else to serve meanwhile, and
+// one thread-pool round trip per lstat made the walk of 10,000 files take about 0.7 s of wall time.
 
-import type { Dirent } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, readdirSync, type Dirent } from 'node:fs';
 import { join, relative } from 'node:path';
 
 export interface TreeEntry {
@@ -16,22 +17,22 @@ export interface TreeEntry {
 
 export async function walkTree(root: string, accept: (rel: string) => boolean): Promise<TreeEntry[]> {
   const out: TreeEntry[] = [];
-  const visit = async (dir: string): Promise<void> => {
-    const entries: Dirent[] = await readdir(dir, { withFileTypes: true });
+  const visit = (dir: string): void => {
+    const entries: Dirent[] = readdirSync(dir, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       const abs = join(dir, e.name);
       const rel = relative(root, abs).split('\\').join('/');
       if (e.isDirectory()) {
-        await visit(abs);
+        visit(abs);
         continue;
       }
       if (!accept(rel)) continue;
       if (e.isSymbolicLink()) out.push({ abs, rel, size: 0, refused: 'symlink' });
       else if (!e.isFile()) out.push({ abs, rel, size: 0, refused: 'not_regular_file' });
-      else out.push({ abs, rel, size: (await lstat(abs)).size });
+      else out.push({ abs, rel, size: lstatSync(abs).size });
     }
   };
-  await visit(root);
+  visit(root);
   return out;
 }

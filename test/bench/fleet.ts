@@ -17,6 +17,17 @@
 // then verifies each real secret on connect exactly as for an enrolled agent. Enrolling 10,000
 // agents one by one over HTTP took minutes and measured nothing this benchmark is about.
 //
+// What held it back at 5,000 before (and was fixed in control-plane/fleet/broker): every SUBSCRIBE
+// scanned all retained messages (one policy per enrolled agent) — O(agents²) per connect wave, so
+// CONNACKs took tens of seconds and agents timed out (retained-index.ts); and each MQTT packet the
+// broker sent became several socket writes (packet-limit.ts _writev). What limits it now: the
+// control plane's one JS thread (a PUBACK write per status, JSON + schema checks, GC) on a machine
+// whose 2 cores it shares with the simulators; the store flush (every status written) trails
+// further behind than the API at 8,000+. Past that, overload shows as queueing: CONNACKs, API reads
+// and flushes wait behind the message work (the thread is busy, not idle), so a single cold
+// 10,000-agent connect wave gets CONNACK timeouts, retries and API answers tens of seconds late.
+// The table is the step-up (at most 3,000 new agents per step, then a steady state).
+//
 // Open files: the control plane holds one socket per agent, each simulator one per agent it runs;
 // the benchmark checks the soft RLIMIT_NOFILE (inherited by the children) against that and stops
 // with the `ulimit -n` to set when it is too low.
@@ -24,14 +35,15 @@
 // Environment:
 //   BENCH_FLEET=0          skip (run.ts)
 //   BENCH_FLEET_FULL=1     the full step-up: 1000,2000,5000,8000,10000 agents, 20 s measured each
-//                          (stops at the first step over the limit; ~4 min). Without it the quick
-//                          default is 1000,5000 agents, 10 s each (~1 min), which still answers the
-//                          ≥ 5,000 target.
+//                          (stops at the first step over the limit; ~4 min), written to
+//                          test/bench/results/fleet.md. Without it the quick default is 1000,5000
+//                          agents, 10 s each (~1 min), which still answers the ≥ 5,000 target.
 //   BENCH_FLEET_STEPS      explicit steps, e.g. "500,1000"
 //   BENCH_FLEET_SECONDS    measured seconds per step
 //   BENCH_FLEET_SIMS       simulator processes (default 4)
 //   BENCH_FLEET_SAMPLE     agents polled for lag (default 50)
 //   BENCH_FLEET_CONNECT_RATE  new connections per second over all simulators (default 500)
+//   BENCH_FLEET_LIST_SECS  how often GET /api/v1/agents (the full list) is called (default 1; 0: never)
 //   BENCH_FLEET_CPU_PROF   a folder: the control plane writes a V8 CPU profile there
 
 import { fork, type ChildProcess } from 'node:child_process';
@@ -191,6 +203,7 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
   const simCount = Math.max(1, Math.round(envNumber('BENCH_FLEET_SIMS', 4)));
   const sampleSize = Math.max(1, Math.round(envNumber('BENCH_FLEET_SAMPLE', 50)));
   const connectRate = Math.max(1, envNumber('BENCH_FLEET_CONNECT_RATE', 500));
+  const listEveryMs = envNumber('BENCH_FLEET_LIST_SECS', 1) * 1000;
   const maxAgents = steps[steps.length - 1] ?? 0;
   const limit = openFileLimit();
   if (limit !== undefined && limit < maxAgents + 1000) {
@@ -319,8 +332,9 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
           const at = Date.now();
           for (const r of rows) seen(storeSeen, storeLags, r.agent_id, (JSON.parse(r.status) as { version?: string }).version, at);
         }),
-        // The full list once a second: what a dashboard does.
-        every(1000, async () => {
+        // The full list once a second (BENCH_FLEET_LIST_SECS): what a dashboard does.
+        every(listEveryMs, async () => {
+          if (listEveryMs === 0) return void (await sleep(measureMs));
           const s = performance.now();
           await api.request('GET', '/api/v1/agents').catch(() => undefined);
           listTimes.push(performance.now() - s);
@@ -371,14 +385,16 @@ export async function runFleetBench(options: { baseDir: string; log: (line: stri
   }
   const largestOk = results.filter((r) => r.ok).reduce((m, r) => Math.max(m, r.agents), 0);
   const text = fleetReport(results, largestOk, { simCount, connectRate, measureSeconds: measureMs / 1000, mode: process.env.BENCH_FLEET_STEPS ? `steps ${steps.join(',')}` : full ? 'full step-up (BENCH_FLEET_FULL=1)' : 'quick default', load: [loadBefore, loadAverage()] });
-  const resultsDir = join(REPO_ROOT, 'test', 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, 'fleet.md'), `${RESULTS_HEADER}\n${text}`);
+  if (full && !process.env.BENCH_FLEET_STEPS) {
+    const resultsDir = join(REPO_ROOT, 'test', 'bench', 'results');
+    mkdirSync(resultsDir, { recursive: true });
+    writeFileSync(join(resultsDir, 'fleet.md'), `${RESULTS_HEADER}\n${text}`);
+  }
   return { steps: results, largestOk, text };
 }
 
-const RESULTS_HEADER = `<!-- Written by the fleet scale benchmark (test/bench/fleet.ts) at every run; the committed copy should
-be a full step-up: npm run build && BENCH_FLEET_FULL=1 node dist/test/bench/fleet-run.js -->
+const RESULTS_HEADER = `<!-- Written by the fleet scale benchmark (test/bench/fleet.ts) after a full step-up:
+npm run build && BENCH_FLEET_FULL=1 node dist/test/bench/fleet-run.js (other modes only print). -->
 `;
 
 function fleetReport(steps: FleetStep[], largestOk: number, setup: { simCount: number; connectRate: number; measureSeconds: number; mode: string; load: [string, string] }): string {

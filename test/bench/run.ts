@@ -23,8 +23,10 @@
 // File drops and import (files.ts), in the same run: BENCH_FILES (0: skip), BENCH_IMPORT_FILES
 // (10000), BENCH_IMPORT_PER_FILE (10), BENCH_DROP_FILES (10000). A file not taken always exits 1.
 //
-// Fleet scale (fleet.ts): BENCH_FLEET (0: skip), BENCH_FLEET_STEPS, BENCH_FLEET_SECONDS,
-// BENCH_FLEET_SIMS, BENCH_FLEET_SAMPLE; `node dist/test/bench/fleet-run.js` runs it alone.
+// Fleet scale (fleet.ts): BENCH_FLEET (0: skip), BENCH_FLEET_FULL (1: the full 1,000–10,000 step-up,
+// ~4 min; default: 1,000 and 5,000 agents, ~1 min), BENCH_FLEET_STEPS, BENCH_FLEET_SECONDS,
+// BENCH_FLEET_SIMS, BENCH_FLEET_SAMPLE, BENCH_FLEET_CONNECT_RATE, BENCH_FLEET_CPU_PROF; also written
+// to test/bench/results/fleet.md; `node dist/test/bench/fleet-run.js` runs it alone.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,14 +1,16 @@
 // The file_drop source: watches a folder (chokidar), takes each complete file whole, commits its
 // messages with its sha256 in one transaction, then archives (or deletes) it. Unusable files go to
 // error_dir with a reason file. Lifecycle: start(), stop(deadline), health(), counters().
+// When a file is complete (stable, or renamed in) is decided by completion.ts; this module takes
+// complete files: read, parse, commit, move.
 //
 // Crash safety comes from the order of steps and the buffer's `files` table: commit (messages +
 // hash) first, move second. A crash before the commit leaves the file in place (taken again on
 // start); a crash between commit and move leaves a file whose hash is already committed, which the
 // next start only archives. Startup reconciliation is just the initial scan through the same path.
 
-import { lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { AgentMetrics } from '../../admin/metrics.js';
@@ -16,7 +18,8 @@ import type { FileAppendResult, IncomingFile, IncomingMessage, TakenFile } from 
 import type { FileDropSourceConfig } from '../../config/index.js';
 import { FerryError } from '../../errors.js';
 import type { Source, SourceCounters, SourceHealth } from '../source.js';
-import { compileFileFilter, isTemporaryName } from './file-filter.js';
+import { CompletionTracker, type Candidate } from './completion.js';
+import { compileFileFilter } from './file-filter.js';
 import { FlatWatcher } from './flat-watcher.js';
 import { deleteDurably, moveWithoutOverwrite, sweepPartials, writeFileDurably } from './move-file.js';
 import { parseFileMessages, readFileSafely, sha256Of, type FileProblem } from './parse-file.js';
@@ -54,34 +57,17 @@ const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
 const FULL_BACKOFF_MIN_MS = 500;
 const FULL_BACKOFF_MAX_MS = 30_000;
 const MOVE_RETRY_MS = 5_000;
-/** Inodes of temporary names seen, to recognise a rename into place (bounded). */
-const MAX_TEMP_INODES = 10_000;
 const PRUNE_INTERVAL_MS = 24 * 3600 * 1000;
 /** Re-listing of a chokidar-watched folder (missed events); a whole tree less often. */
 const FLAT_RESCAN_MS = 5_000;
 const TREE_RESCAN_MS = 30_000;
 
-interface Candidate {
-  readonly abs: string;
-  readonly rel: string;
-  state: 'checking' | 'waiting' | 'queued' | 'taking' | 'finishing';
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  /** Our clock when (size, mtime, inode) were last seen to change. */
-  unchangedSince: number;
-  renamedIn: boolean;
-  recheck: boolean;
-  timer?: NodeJS.Timeout;
-}
 
 export class FileDropSource implements Source {
   private readonly log: Logger;
-  private readonly filter: (rel: string) => boolean;
-  private readonly candidates = new Map<string, Candidate>();
+  private readonly tracker: CompletionTracker;
   private readonly queue: string[] = [];
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly tempInodes = new Map<string, number>();
   private bytesInFlight = 0;
   private watcher: FSWatcher | FlatWatcher | undefined;
   private root = '';
@@ -114,7 +100,21 @@ export class FileDropSource implements Source {
     private readonly deps: FileDropSourceDeps,
   ) {
     this.log = deps.log.child({ component: 'source', type: 'file_drop', id: config.id });
-    this.filter = compileFileFilter({ include: config.include, exclude: config.exclude, ignoreTemporary: config.ignore_temporary });
+    this.tracker = new CompletionTracker(
+      { stableSecs: config.stable_secs, ignoreTemporary: config.ignore_temporary, accept: compileFileFilter({ include: config.include, exclude: config.exclude, ignoreTemporary: config.ignore_temporary }), log: this.log },
+      {
+        seen: () => {
+          this.stats.filesSeen++;
+          this.outcome('seen');
+        },
+        complete: (c) => {
+          this.queue.push(c.abs);
+          this.pump();
+        },
+        pendingChanged: () => this.updatePending(),
+        stopping: () => this.stopping,
+      },
+    );
     const counters = new Map<string, { inc(): void }>();
     this.outcome = (o) => {
       let c = counters.get(o);
@@ -127,7 +127,7 @@ export class FileDropSource implements Source {
   }
 
   counters(): SourceCounters {
-    return { ...this.stats, pending: this.candidates.size, paused: this.paused ? 1 : 0 };
+    return { ...this.stats, pending: this.tracker.size, paused: this.paused ? 1 : 0 };
   }
 
   describe(): Readonly<Record<string, unknown>> {
@@ -142,6 +142,7 @@ export class FileDropSource implements Source {
     this.setHealth('starting', 'opening folders');
     try {
       this.root = await realpath(resolve(this.config.path));
+      this.tracker.root = this.root;
       if (!(await stat(this.root)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
       this.errorDir = await ensureDir(this.config.error_dir);
       if (this.config.archive_dir !== undefined) this.archiveDir = await ensureDir(this.config.archive_dir);
@@ -158,9 +159,9 @@ export class FileDropSource implements Source {
     this.prune();
     this.pruneTimer = setInterval(() => this.prune(), PRUNE_INTERVAL_MS);
     this.pruneTimer.unref();
-    this.watcher = this.config.recursive || this.config.polling ? await this.watchTree() : await FlatWatcher.start(this.root, { seen: (p) => this.observe(p), error: (err) => this.watcherError(err) });
+    this.watcher = this.config.recursive || this.config.polling ? await this.watchTree() : await FlatWatcher.start(this.root, { seen: (p) => this.tracker.observe(p), error: (err) => this.watcherError(err) });
     this.setHealth('running', `watching ${this.config.path}`);
-    this.log.info({ path: this.config.path, recursive: this.config.recursive, polling: this.config.polling, stable_secs: this.config.stable_secs, files_found: this.candidates.size }, 'file_drop watching');
+    this.log.info({ path: this.config.path, recursive: this.config.recursive, polling: this.config.polling, stable_secs: this.config.stable_secs, files_found: this.tracker.size }, 'file_drop watching');
   }
 
   /** chokidar, for sub-folders and polling; resolves once the initial scan is done. */
@@ -179,9 +180,9 @@ export class FileDropSource implements Source {
       // archive_dir and error_dir inside a recursively watched folder are left out.
       ignored: (p: string) => this.isOwnFolder(p),
     });
-    watcher.on('add', (p: string) => this.observe(p));
-    watcher.on('change', (p: string) => this.observe(p));
-    watcher.on('unlink', (p: string) => this.forget(p));
+    watcher.on('add', (p: string) => this.tracker.observe(p));
+    watcher.on('change', (p: string) => this.tracker.observe(p));
+    watcher.on('unlink', (p: string) => this.tracker.forget(p));
     watcher.on('error', (err: unknown) => this.watcherError(err));
     await new Promise<void>((res) => watcher.once('ready', () => res()));
     // Safety net: chokidar's polling can miss a file created right as it takes its first stat of
@@ -201,7 +202,7 @@ export class FileDropSource implements Source {
     }
     for (const name of names) {
       const abs = join(this.root, name);
-      if (!this.stopping && !this.isOwnFolder(abs)) this.observe(abs);
+      if (!this.stopping && !this.isOwnFolder(abs)) this.tracker.observe(abs);
     }
   }
 
@@ -220,7 +221,7 @@ export class FileDropSource implements Source {
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.rescanTimer) clearInterval(this.rescanTimer);
-    for (const c of this.candidates.values()) if (c.timer) clearTimeout(c.timer);
+    this.tracker.clearTimers();
     await this.watcher?.close();
     this.watcher = undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -236,106 +237,10 @@ export class FileDropSource implements Source {
     return isWithin(p, this.errorDir) || (this.archiveDir !== undefined && isWithin(p, this.archiveDir));
   }
 
-  private observe(abs: string): void {
-    if (this.stopping) return;
-    const rel = relative(this.root, abs);
-    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return;
-    if (this.config.ignore_temporary && isTemporaryName(rel)) {
-      void this.rememberTemporary(abs);
-      return;
-    }
-    if (!this.filter(rel)) return;
-    let c = this.candidates.get(abs);
-    if (!c) {
-      c = { abs, rel, state: 'checking', size: -1, mtimeMs: -1, ino: -1, unchangedSince: Date.now(), renamedIn: false, recheck: false };
-      this.candidates.set(abs, c);
-    } else if (c.state !== 'waiting') {
-      c.recheck = true;
-      return;
-    }
-    void this.check(c);
-  }
-
-  private forget(abs: string): void {
-    const c = this.candidates.get(abs);
-    // A file being taken is finished by its own path (it may just have been moved by us).
-    if (!c || c.state === 'taking' || c.state === 'finishing') return;
-    if (c.timer) clearTimeout(c.timer);
-    this.candidates.delete(abs);
-    this.updatePending();
-  }
-
-  private drop(c: Candidate): void {
-    if (c.timer) clearTimeout(c.timer);
-    if (this.candidates.get(c.abs) === c) this.candidates.delete(c.abs);
-    this.updatePending();
-  }
-
-  /** Is the file complete? Renamed in from a temporary name, or unchanged for stable_secs (by its mtime or by our own look). */
-  private async check(c: Candidate): Promise<void> {
-    if (c.timer) clearTimeout(c.timer);
-    c.timer = undefined;
-    c.state = 'checking';
-    c.recheck = false;
-    let st;
-    try {
-      st = await lstat(c.abs);
-    } catch {
-      this.drop(c);
-      return;
-    }
-    if (this.stopping) return;
-    const now = Date.now();
-    if (c.ino === -1) {
-      // A sub-folder (the flat watcher reports every name) is not a file to take.
-      if (st.isDirectory()) return this.drop(c);
-      c.renamedIn = this.tempInodes.delete(`${st.dev}:${st.ino}`);
-      this.stats.filesSeen++;
-      this.outcome('seen');
-      this.updatePending();
-    }
-    if (st.size !== c.size || st.mtimeMs !== c.mtimeMs || st.ino !== c.ino) {
-      if (c.ino !== -1) c.renamedIn = false;
-      c.size = st.size;
-      c.mtimeMs = st.mtimeMs;
-      c.ino = st.ino;
-      c.unchangedSince = now;
-    }
-    const stableMs = this.config.stable_secs * 1000;
-    const complete = !st.isFile() || c.renamedIn || stableMs === 0 || now - st.mtimeMs >= stableMs || now - c.unchangedSince >= stableMs;
-    if (complete && !c.recheck) {
-      c.state = 'queued';
-      this.queue.push(c.abs);
-      this.pump();
-      return;
-    }
-    this.wait(c, Math.min(st.mtimeMs + stableMs, c.unchangedSince + stableMs) - now);
-  }
-
-  private wait(c: Candidate, delayMs: number): void {
-    c.state = 'waiting';
-    if (c.timer) clearTimeout(c.timer);
-    c.timer = setTimeout(() => void this.check(c), Math.max(50, Math.min(delayMs + 20, 60_000)));
-  }
-
-  private async rememberTemporary(abs: string): Promise<void> {
-    try {
-      const st = await lstat(abs);
-      if (!st.isFile()) return;
-      const key = `${st.dev}:${st.ino}`;
-      this.tempInodes.delete(key);
-      this.tempInodes.set(key, Date.now());
-      if (this.tempInodes.size > MAX_TEMP_INODES) this.tempInodes.delete(this.tempInodes.keys().next().value!);
-      if (this.log.isLevelEnabled('debug')) this.log.debug({ file: relative(this.root, abs) }, 'temporary file seen: taken at once when renamed into place');
-    } catch {
-      // Gone already: renamed before we looked, which the stability rule still covers.
-    }
-  }
-
   private pump(): void {
     while (!this.paused && !this.stopping && this.queue.length > 0 && this.inFlight.size < MAX_FILES_IN_FLIGHT && (this.inFlight.size === 0 || this.bytesInFlight < MAX_BYTES_IN_FLIGHT)) {
       const abs = this.queue.shift()!;
-      const c = this.candidates.get(abs);
+      const c = this.tracker.get(abs);
       if (!c || c.state !== 'queued') continue;
       c.state = 'taking';
       const size = Math.max(0, Math.min(c.size, this.config.max_file_bytes));
@@ -359,12 +264,12 @@ export class FileDropSource implements Source {
       this.stats.filesRefused++;
       this.outcome('refused');
       this.noteError('a file whose folder resolves outside the watched folder was refused (left in place)', {});
-      this.drop(c);
+      this.tracker.drop(c);
       return;
     }
     const read = await readFileSafely(c.abs, this.config.max_file_bytes);
-    if (read.kind === 'gone') return this.drop(c);
-    if (read.kind === 'changed') return this.wait(c, this.config.stable_secs * 1000);
+    if (read.kind === 'gone') return this.tracker.drop(c);
+    if (read.kind === 'changed') return this.tracker.wait(c, this.config.stable_secs * 1000);
     if (read.kind === 'problem') return this.reject(c, read.problem, read.stat?.size ?? null, null);
     const { bytes } = read;
     const sha256 = sha256Of(bytes);
@@ -423,7 +328,7 @@ export class FileDropSource implements Source {
         this.stats.filesDeleted++;
         this.outcome('deleted');
       }
-      this.drop(c);
+      this.tracker.drop(c);
     } catch (err) {
       this.noteError(`file committed but could not be ${this.archiveDir !== undefined ? 'archived' : 'deleted'}: ${errorCode(err)}; retrying`, { ...fileLog, err: { code: errorCode(err) } });
       this.retryLater(c);
@@ -459,7 +364,7 @@ export class FileDropSource implements Source {
         size,
         sha256_prefix: sha256?.toString('hex').slice(0, 12),
       }, 'moved to error_dir with a .reason.json beside it; the other files are unaffected');
-      this.drop(c);
+      this.tracker.drop(c);
     } catch (err) {
       this.noteError(`file could not be moved to error_dir: ${errorCode(err)}; retrying`, { code: problem.code, err: { code: errorCode(err) } });
       this.retryLater(c);
@@ -472,7 +377,7 @@ export class FileDropSource implements Source {
     if (c.timer) clearTimeout(c.timer);
     c.timer = setTimeout(() => {
       c.size = -1; // look again from scratch
-      void this.check(c);
+      void this.tracker.check(c);
     }, MOVE_RETRY_MS);
   }
 
@@ -482,7 +387,7 @@ export class FileDropSource implements Source {
       this.stats.paused = true;
       this.deps.metrics.fileDropPaused.labels(this.config.id).set(1);
       this.setHealth('running', 'paused: the buffer is full; files stay in the folder until delivery makes room');
-      this.log.warn({ pending: this.candidates.size }, 'buffer full: file_drop paused; files stay where they are and are taken once there is room');
+      this.log.warn({ pending: this.tracker.size }, 'buffer full: file_drop paused; files stay where they are and are taken once there is room');
     }
     if (this.resumeTimer || this.stopping) return;
     this.resumeTimer = setTimeout(() => {
@@ -515,8 +420,8 @@ export class FileDropSource implements Source {
   }
 
   private updatePending(): void {
-    this.stats.pending = this.candidates.size;
-    this.deps.metrics.fileDropPending.labels(this.config.id).set(this.candidates.size);
+    this.stats.pending = this.tracker.size;
+    this.deps.metrics.fileDropPending.labels(this.config.id).set(this.tracker.size);
   }
 
   private setHealth(state: SourceHealth['state'], message: string): void {
