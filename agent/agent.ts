@@ -5,7 +5,6 @@
 // applyLive(): only what changed is touched (sources via SourceSet, buffer size, uplink, log level).
 
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { ConfigProblem } from '../proto/policy/index.js';
 import { AgentMetrics, createAdminApp, startAdminServer, type AdminServer, type Readiness } from './admin/index.js';
@@ -17,21 +16,10 @@ import { CommandLedger, CommandRunner, FleetClient, PolicyApplier, fleetStatusBo
 import type { Logger } from './log.js';
 import { SourceSet, createSource, type Source } from './sources/index.js';
 import { Uplink, disabledUplinkStatus, type UplinkStatus } from './uplink/index.js';
+import { agentPaths, type AgentPaths } from './paths.js';
 import { VERSION } from './version.js';
 
-export interface AgentPaths {
-  readonly dataDir: string;
-  readonly bufferFile: string;
-  readonly keyFile: string;
-}
-
-export function agentPaths(config: AgentConfig): AgentPaths {
-  return {
-    dataDir: config.data_dir,
-    bufferFile: join(config.data_dir, 'buffer.db'),
-    keyFile: config.buffer.key_file ?? join(config.data_dir, 'buffer-keys.json'),
-  };
-}
+export { agentPaths, type AgentPaths };
 
 export interface AgentOptions {
   /** Reads the local config file again (fleet `reload`); without it, reload re-applies the start config. */

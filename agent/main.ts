@@ -4,7 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Agent, agentPaths } from './agent.js';
+// The running agent (gRPC, MQTT, HTTP, watchers) is loaded only by `run`: the offline commands start
+// faster without it (import, check, status are run by hand and by scripts).
+import type { Agent } from './agent.js';
+import { agentPaths } from './paths.js';
 import { Keyring, checkBuffer } from './buffer/index.js';
 import { formatProblems, loadConfigFile, parseListen, validateConfig, type AgentConfig } from './config/index.js';
 import { enroll, readEnrollmentToken } from './enroll/index.js';
@@ -109,6 +112,7 @@ async function runCommand(flags: Flags): Promise<number> {
   });
   for (;;) {
     try {
+      const { Agent } = await import('./agent.js');
       agent = await Agent.start(config, log, { loadLocalConfig: () => resolveConfig(flags), requestRestart: () => fire('restart') });
     } catch (err) {
       log.fatal({ err: errorFields(err) }, 'agent failed to start');

@@ -71,11 +71,16 @@ export function splitMessages(bytes: Buffer): SplitResult {
     current = undefined;
   };
 
+  // The next CR and LF at or after pos, found with native indexOf and kept until pos passes them
+  // (-1: none left), so a file with only one kind of terminator is still scanned once, not per line.
+  let nextCr = -2;
+  let nextLf = -2;
   let pos = skipBom(bytes);
   while (pos < bytes.length) {
     // Find this segment's end and the start of the next one (CR, LF or CRLF).
-    let lineEnd = pos;
-    while (lineEnd < bytes.length && bytes[lineEnd] !== CR && bytes[lineEnd] !== LF) lineEnd++;
+    if (nextCr !== -1 && nextCr < pos) nextCr = bytes.indexOf(CR, pos);
+    if (nextLf !== -1 && nextLf < pos) nextLf = bytes.indexOf(LF, pos);
+    const lineEnd = Math.min(nextCr === -1 ? bytes.length : nextCr, nextLf === -1 ? bytes.length : nextLf);
     let next = lineEnd;
     if (bytes[next] === CR) next++;
     if (bytes[next] === LF) next++;
