@@ -213,6 +213,17 @@ async function untilConnected(agent: RunningAgent, timeoutMs: number): Promise<v
   }
 }
 
+/** V8 heap used/total and external (Buffers) memory from the agent's /metrics, in MiB: where an RSS rise lives. */
+async function heapBreakdown(adminPort: number): Promise<string | undefined> {
+  const text = await fetchMetrics(adminPort).catch(() => undefined);
+  if (!text) return undefined;
+  const mib = (name: string): string => {
+    const m = new RegExp(`^ferry_agent_${name} (\\S+)$`, 'm').exec(text);
+    return m ? (Number(m[1]) / 1024 / 1024).toFixed(1) : '?';
+  };
+  return `V8 heap used ${mib('nodejs_heap_size_used_bytes')} MiB of ${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB`;
+}
+
 /** RssAnon and RssFile + RssShmem of a process (bytes): heap and buffers vs mapped files. */
 export function rssSplit(pid: number): { anon: number; file: number } | undefined {
   try {
@@ -489,6 +500,8 @@ export async function runDrain(o: DrainOptions): Promise<DrainResult> {
     const threads = threadCpuDelta(threads0, threadCpuSeconds(pid));
     const rssEnd = rssBytes(pid) ?? 0;
     const splitEnd = rssSplit(pid);
+    const heapEnd = await heapBreakdown(a.adminPort);
+    if (heapEnd) log(`drain: agent memory at the end: ${heapEnd}`);
     const benchCpuUsage = process.cpuUsage(benchCpu0);
     const benchCpu = (benchCpuUsage.user + benchCpuUsage.system) / 1e6;
     const end = drainedAt ?? performance.now();
