@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Keyring, lockPathOf, MessageBuffer } from '../agent/buffer/index.js';
-import { AGENT_MAIN, startAgent, writeAgentConfig } from './helpers/agent-process.js';
+import { runAgentCli, startAgent, writeAgentConfig, type CliResult } from './helpers/agent-process.js';
 import { realisticMessage } from './helpers/messages.js';
 
 const dirs: string[] = [];
@@ -30,30 +30,9 @@ function tempDir(): string {
   return d;
 }
 
-interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs `ferry-agent ARGS...` to completion (never throws on a non-zero exit). */
 function cli(args: readonly string[], timeoutMs = 30_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`ferry-agent ${args.join(' ')} did not finish within ${timeoutMs} ms; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runAgentCli(args, timeoutMs);
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {

@@ -13,7 +13,6 @@
 //
 // The groups are independent (each has its own agent and temp directory) and run concurrently.
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -25,7 +24,7 @@ import { stringify } from 'yaml';
 import { all, close, openDatabase } from '../agent/buffer/sqlite.js';
 import { MllpClient, readAck } from '../agent/sources/mllp/client.js';
 import { frame } from '../agent/sources/mllp/decoder.js';
-import { AGENT_MAIN, REPO_ROOT, startAgent, type RunningAgent } from './helpers/agent-process.js';
+import { AGENT_MAIN, REPO_ROOT, runAgentCli, startAgent, type CliResult, type RunningAgent } from './helpers/agent-process.js';
 import { readBufferRows } from './helpers/buffer-db.js';
 import { realisticMessage } from './helpers/messages.js';
 
@@ -72,31 +71,9 @@ async function launch(options: Parameters<typeof startAgent>[0]): Promise<Runnin
   return agent;
 }
 
-interface CliResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs `ferry-agent ARGS...` to completion (never throws on a non-zero exit). */
 function cli(args: readonly string[], timeoutMs = 15_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`ferry-agent ${args.join(' ')} did not finish within ${timeoutMs} ms; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return runAgentCli(args, timeoutMs);
 }
 
 async function http(port: number, path: string): Promise<{ status: number; contentType: string; text: string }> {
