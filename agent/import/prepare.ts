@@ -9,7 +9,7 @@
 // request n's messages always get lower seqs than request n + 1's, and the preparer hands results
 // back in request order: the buffer receives files in seq order, which is commit order.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -156,7 +156,7 @@ export class FileSealer {
     let at = 0;
     for (let i = 0; i < n; i++) {
       const m = messages[i]!;
-      createHash('sha256').update(m.payload).digest().copy(hashBlock, 32 * i);
+      hash('sha256', m.payload, 'buffer').copy(hashBlock, 32 * i);
       const len = this.keyring.sealInto(m.payload, rowAad(bufferId, firstSeq + i, sourceId, keyId), block, at);
       sealed.push(block.subarray(at, at + len));
       hashes.push(hashBlock.subarray(32 * i, 32 * i + 32));
