@@ -153,6 +153,25 @@ function hasInvalidEncodingCharacter(chars: string, field: string): boolean {
   return false;
 }
 
+/** The header fields a stored message carries as metadata (type, trigger, control id, sender, version), as text. */
+export function headerMetadata(h: MessageHeader): {
+  readonly messageType: string;
+  readonly triggerEvent: string;
+  readonly controlId: string;
+  readonly sendingApplication: string;
+  readonly sendingFacility: string;
+  readonly version: string;
+} {
+  return {
+    messageType: byteStringToText(h.messageType),
+    triggerEvent: byteStringToText(h.triggerEvent),
+    controlId: byteStringToText(h.controlId),
+    sendingApplication: byteStringToText(h.sendingApplication),
+    sendingFacility: byteStringToText(h.sendingFacility),
+    version: byteStringToText(h.version),
+  };
+}
+
 /** Turns a byte string back into display text (UTF-8 where valid); for metadata, never for payloads. */
 export function byteStringToText(s: string): string {
   // Pure ASCII (nearly every header field) reads the same either way: skip the round trip.

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import type { IncomingMessage } from '../../buffer/index.js';
-import { byteStringToText, isSingleMessage, parseHeader, splitMessages } from '../../hl7/index.js';
+import { headerMetadata, isSingleMessage, parseHeader, splitMessages } from '../../hl7/index.js';
 
 /** Why a file was not taken; stable codes for metrics, the reason file and the import report. */
 export type FileProblemCode = 'empty' | 'too_large' | 'no_msh' | 'stray_content' | 'bad_header' | 'symlink' | 'not_regular_file' | 'outside_folder' | 'unreadable';
@@ -167,14 +167,7 @@ export function parseFileMessages(bytes: Buffer, sourceId: string, receivedAt: n
       sourceId,
       payload: body,
       receivedAt,
-      meta: {
-        messageType: byteStringToText(h.messageType),
-        triggerEvent: byteStringToText(h.triggerEvent),
-        controlId: byteStringToText(h.controlId),
-        sendingApplication: byteStringToText(h.sendingApplication),
-        sendingFacility: byteStringToText(h.sendingFacility),
-        version: byteStringToText(h.version),
-      },
+      meta: headerMetadata(h),
     });
   }
   return { ok: true, messages };

@@ -12,7 +12,7 @@ import {
   ERR_VALUE_TOO_LONG,
   ackCodeFor,
   buildAck,
-  byteStringToText,
+  headerMetadata,
   isAcknowledgement,
   isSingleMessage,
   parseHeader,
@@ -88,14 +88,7 @@ export class FrameHandler {
         sourceId: this.options.sourceId,
         payload: body,
         receivedAt: now,
-        meta: {
-          messageType: byteStringToText(h.messageType),
-          triggerEvent: byteStringToText(h.triggerEvent),
-          controlId: byteStringToText(h.controlId),
-          sendingApplication: byteStringToText(h.sendingApplication),
-          sendingFacility: byteStringToText(h.sendingFacility),
-          version: byteStringToText(h.version),
-        },
+        meta: headerMetadata(h),
       });
     }
     // All ACKs: stored and logged, never answered. Otherwise the first non-ACK message is answered.
