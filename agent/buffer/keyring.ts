@@ -113,7 +113,10 @@ export class Keyring {
     decipher.setAAD(aad);
     decipher.setAuthTag(blob.subarray(blob.length - TAG_BYTES));
     try {
-      return Buffer.concat([decipher.update(blob.subarray(NONCE_BYTES, blob.length - TAG_BYTES)), decipher.final()]);
+      const head = decipher.update(blob.subarray(NONCE_BYTES, blob.length - TAG_BYTES));
+      const tail = decipher.final();
+      // GCM's final() verifies the tag and yields no bytes: skip the copy (one per row read).
+      return tail.length === 0 ? head : Buffer.concat([head, tail]);
     } catch (cause) {
       throw new FerryError('payload_corrupt', 'payload failed authentication (wrong key, moved row, or corruption)', { cause });
     }

@@ -21,7 +21,7 @@ import sqlite3 from 'sqlite3';
 import { AGENT_MAIN, REPO_ROOT, startAgent, writeAgentConfig, type RunningAgent } from '../helpers/agent-process.js';
 import { runSinkClient, type SinkClientResult } from './grpc-sink.js';
 import { realisticSource, runLoad, type LoadResult } from './mllp-load.js';
-import { cpuSeconds, rssBytes, sampleRss, systemBusySeconds, threadCpuDelta, threadCpuSeconds } from './procfs.js';
+import { cpuSeconds, memoryMap, rssBytes, sampleRss, systemBusySeconds, threadCpuDelta, threadCpuSeconds } from './procfs.js';
 import { fetchMetrics, stopChild, track } from './servers.js';
 import { onChildLines, parseJsonLine } from '../helpers/child-lines.js';
 
@@ -430,6 +430,10 @@ export interface DrainResult {
   /** RssAnon / RssFile+RssShmem at start and at the end of the drain. */
   readonly agentRssSplitStart: { anon: number; file: number } | undefined;
   readonly agentRssSplitEnd: { anon: number; file: number } | undefined;
+  /** memoryMap() of the agent at the start and end of the drain, and its V8 heap at the end. */
+  readonly agentMemoryMapStart: string | undefined;
+  readonly agentMemoryMapEnd: string | undefined;
+  readonly agentHeapEnd: string | undefined;
   /** CPU of the bench process meanwhile (polling /status every 25 ms). */
   readonly benchCpuSeconds: number;
   readonly agentCpuSeconds: number;
@@ -482,6 +486,8 @@ export async function runDrain(o: DrainOptions): Promise<DrainResult> {
     const pid = a.child.pid!;
     const rssStart = rssBytes(pid) ?? 0;
     const splitStart = rssSplit(pid);
+    const mapStart = memoryMap(pid);
+    if (mapStart) log(`drain: agent memory at the start: ${mapStart}`);
     const benchCpu0 = process.cpuUsage();
     const rss = sampleRss(pid, 100);
     const agentCpu0 = cpuSeconds(pid) ?? 0;
@@ -502,6 +508,8 @@ export async function runDrain(o: DrainOptions): Promise<DrainResult> {
     const splitEnd = rssSplit(pid);
     const heapEnd = await heapBreakdown(a.adminPort);
     if (heapEnd) log(`drain: agent memory at the end: ${heapEnd}`);
+    const mapEnd = memoryMap(pid);
+    if (mapEnd) log(`drain: agent memory at the end: ${mapEnd}`);
     const benchCpuUsage = process.cpuUsage(benchCpu0);
     const benchCpu = (benchCpuUsage.user + benchCpuUsage.system) / 1e6;
     const end = drainedAt ?? performance.now();
@@ -537,6 +545,9 @@ export async function runDrain(o: DrainOptions): Promise<DrainResult> {
       agentRssEnd: rssEnd,
       agentRssSplitStart: splitStart,
       agentRssSplitEnd: splitEnd,
+      agentMemoryMapStart: mapStart,
+      agentMemoryMapEnd: mapEnd,
+      agentHeapEnd: heapEnd,
       benchCpuSeconds: benchCpu,
       agentCpuSeconds: agentCpu,
       agentThreads: threads,

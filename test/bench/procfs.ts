@@ -248,3 +248,45 @@ export function schedDelta(before: Map<string, [number, number]>, after: Map<str
   }
   return { mainRun: mainRun / 1e9, mainWait: mainWait / 1e9, otherRun: otherRun / 1e9, otherWait: otherWait / 1e9 };
 }
+
+/**
+ * Where a process's resident memory lives, from /proc/PID/smaps (MiB of Rss): the brk heap (glibc's
+ * main arena), anonymous mappings (V8's heap pages, glibc's per-thread arenas, native buffers),
+ * shared memory (SQLite's -shm) and mapped files (the binary, libraries), plus the largest
+ * anonymous mappings: enough to tell a V8 heap that grew from native memory that was never returned.
+ */
+export function memoryMap(pid: number): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const totals = { heap: 0, anon: 0, shmem: 0, file: 0 };
+  const anon: { size: number; rss: number }[] = [];
+  let kind: keyof typeof totals = 'anon';
+  let size = 0;
+  for (const line of text.split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (header) {
+      const name = header[2] ?? '';
+      kind = name === '[heap]' ? 'heap' : name === '' || name.startsWith('[anon') ? 'anon' : name.startsWith('/dev/shm') || name.endsWith('-shm') ? 'shmem' : name.startsWith('[') ? 'anon' : 'file';
+      const range = line.slice(0, line.indexOf(' ')).split('-');
+      size = (parseInt(range[1]!, 16) - parseInt(range[0]!, 16)) / 1024;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) {
+      const kb = Number(rss[1]);
+      totals[kind] += kb;
+      if (kind === 'anon') anon.push({ size, rss: kb });
+    }
+  }
+  const mib = (kb: number): string => (kb / 1024).toFixed(1);
+  const top = anon
+    .sort((a, b) => b.rss - a.rss)
+    .slice(0, 6)
+    .map((m) => `${mib(m.rss)} of ${mib(m.size)}`)
+    .join(', ');
+  return `brk heap ${mib(totals.heap)} MiB, anonymous ${mib(totals.anon)} MiB (largest: ${top}), shm ${mib(totals.shmem)} MiB, files ${mib(totals.file)} MiB`;
+}

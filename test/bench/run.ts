@@ -609,6 +609,9 @@ function endToEndSection(all: Map<string, Map<RunKind, RunResult>>, e2e: Map<str
     const b = d.batches;
     const split = (x: { anon: number; file: number } | undefined): string => (x ? `${mib(x.anon)} + ${mib(x.file)}` : 'n/a');
     out.push(`Agent RSS split (RssAnon + RssFile/RssShmem): at start ${split(d.agentRssSplitStart)}, at the end ${split(d.agentRssSplitEnd)}. "others" excludes the bench process (its /status polling: ${pct(d.benchCpuSeconds, d.drainSeconds)}).`, '');
+    if (d.agentMemoryMapStart && d.agentMemoryMapEnd) {
+      out.push(`Agent memory by mapping (/proc/PID/smaps, Rss): at start ${d.agentMemoryMapStart}; at the end ${d.agentMemoryMapEnd}${d.agentHeapEnd ? `; V8 at the end: ${d.agentHeapEnd}` : ''}.`, '');
+    }
     out.push('| agent RSS at start / peak / end | agent CPU (main / other threads) | control plane CPU | others | control-plane batches | msgs per batch (mean) | commit ms mean / p99 | commit share | ceiling: client CPU / sink CPU, batches |');
     out.push('|---|--:|--:|--:|--:|--:|--:|--:|---|');
     out.push(
