@@ -9,20 +9,26 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { all, close, openDatabase } from '../agent/buffer/sqlite.js';
+import { all, close, exec, openDatabase } from '../agent/buffer/sqlite.js';
 import { AGENT_MAIN, startAgent } from './helpers/agent-process.js';
 import { countByControlId, readBufferRows } from './helpers/buffer-db.js';
 import { writeHl7Tree } from './helpers/hl7-tree.js';
 
 const execFileP = promisify(execFile);
-const FILES = 5000;
+const FILES = 8000;
 const PER_FILE = 5;
 
 async function filesTaken(bufferFile: string): Promise<number> {
   if (!existsSync(bufferFile)) return 0;
   const db = await openDatabase(bufferFile, true);
   try {
-    const rows = await all<{ n: number }>(db, "SELECT COUNT(*) AS n FROM files WHERE source_id = 'legacy'").catch(() => [{ n: 0 }]);
+    // A reader can meet the import mid-checkpoint (SQLITE_BUSY): wait rather than read it as 0,
+    // which would let the run finish unseen. Only a buffer without its tables yet counts as 0.
+    await exec(db, 'PRAGMA busy_timeout = 5000;');
+    const rows = await all<{ n: number }>(db, "SELECT COUNT(*) AS n FROM files WHERE source_id = 'legacy'").catch((err: Error) => {
+      if (/no such table/.test(err.message)) return [{ n: 0 }];
+      throw err;
+    });
     return rows[0]?.n ?? 0;
   } finally {
     await close(db);
@@ -45,11 +51,12 @@ describe('ferry-agent import, interrupted and resumed', () => {
       const before = await filesTaken(bufferFile);
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       const exited = new Promise<NodeJS.Signals | null>((res) => child.once('exit', (_code, signal) => res(signal)));
-      // Kill once this run has committed 200 more files (a commit holds at most 4,096 messages,
-      // about 1,000 files, so the run is still far from its end).
-      const target = before + 200;
+      // Kill once this run has committed 100 more files. A commit holds at most 4,096 messages
+      // (about 800 of these files) and a fast machine commits several between two looks: the tree
+      // is large enough that the second run is still far from its end when the kill lands.
+      const target = before + 100;
       const deadline = Date.now() + 60_000;
-      while (child.exitCode === null && (await filesTaken(bufferFile)) < target && Date.now() < deadline) await sleep(10);
+      while (child.exitCode === null && (await filesTaken(bufferFile)) < target && Date.now() < deadline) await sleep(2);
       child.kill('SIGKILL');
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
