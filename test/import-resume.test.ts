@@ -3,12 +3,13 @@
 // remembered once, and the files left in place. The agent's buffer being open elsewhere is refused.
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { lockPathOf } from '../agent/buffer/index.js';
 import { all, close, exec, openDatabase } from '../agent/buffer/sqlite.js';
 import { AGENT_MAIN, startAgent } from './helpers/agent-process.js';
 import { countByControlId, readBufferRows } from './helpers/buffer-db.js';
@@ -50,16 +51,22 @@ describe('ferry-agent import, interrupted and resumed', () => {
     for (let attempt = 0; attempt < 2; attempt++) {
       const before = await filesTaken(bufferFile);
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const exited = new Promise<NodeJS.Signals | null>((res) => child.once('exit', (_code, signal) => res(signal)));
       // Kill once this run has committed 100 more files. A commit holds at most 4,096 messages
       // (about 800 of these files) and a fast machine commits several between two looks: the tree
       // is large enough that the second run is still far from its end when the kill lands.
       const target = before + 100;
       const deadline = Date.now() + 60_000;
+      // Look only once the run holds the buffer's lock: import refuses to start while any other
+      // process (this test's reader included) has the buffer open, so an early look could make it
+      // exit instead of importing.
+      const lock = lockPathOf(bufferFile);
+      const holdsLock = (): boolean => existsSync(lock) && readFileSync(lock, 'utf8').trim() === String(child.pid);
+      while (child.exitCode === null && !holdsLock() && Date.now() < deadline) await sleep(2);
       while (child.exitCode === null && (await filesTaken(bufferFile)) < target && Date.now() < deadline) await sleep(2);
       child.kill('SIGKILL');
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       expect(await exited, `import ended on its own before the kill: ${stderr}`).toBe('SIGKILL');
       killedAt.push(await filesTaken(bufferFile));
     }
