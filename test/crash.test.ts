@@ -20,6 +20,7 @@ import { MllpClient, readAck } from '../agent/sources/mllp/client.js';
 import { AGENT_MAIN, startAgent, type RunningAgent } from './helpers/agent-process.js';
 import { countByControlId, readBufferRows } from './helpers/buffer-db.js';
 import { realisticMessage } from './helpers/messages.js';
+import { prng } from './helpers/prng.js';
 
 const KILLS = 18;
 /** Pipelining depth of each of the 8 connections (frames in flight at once). */
@@ -41,18 +42,6 @@ interface SentMessage {
   acked: boolean;
   frames: number;
   queued: boolean;
-}
-
-/** Small seeded PRNG (mulberry32) so a failing run's kill schedule can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('agent killed with SIGKILL under load', () => {

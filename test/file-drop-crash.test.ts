@@ -16,22 +16,12 @@ import { all, close, openDatabase } from '../agent/buffer/sqlite.js';
 import { AGENT_MAIN, startAgent, type RunningAgent } from './helpers/agent-process.js';
 import { countByControlId, readBufferRows } from './helpers/buffer-db.js';
 import { realisticMessage } from './helpers/messages.js';
+import { prng } from './helpers/prng.js';
 
 const WAVES = 4;
 const FILES_PER_WAVE = 1500;
 const KILLS = 12;
 const BAD_PER_WAVE = 10;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface GoodFile {
   readonly name: string;

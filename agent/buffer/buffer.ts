@@ -815,12 +815,7 @@ export class MessageBuffer {
       params[j++] = row.receivedAt;
       params[j++] = row.keyId;
       params[j++] = row.sealed;
-      params[j++] = row.meta.messageType;
-      params[j++] = row.meta.triggerEvent;
-      params[j++] = row.meta.controlId;
-      params[j++] = row.meta.sendingApplication;
-      params[j++] = row.meta.sendingFacility;
-      params[j++] = row.meta.version;
+      j = putMeta(params, j, row.meta);
       params[j++] = row.size;
       params[j++] = row.sha256;
       params[j++] = row.dedupe ? 1 : 0;
@@ -857,12 +852,7 @@ export class MessageBuffer {
     for (let i = offset; i < offset + count; i++) {
       const row = rows[i]!;
       params[j++] = row.sealed;
-      params[j++] = row.meta.messageType;
-      params[j++] = row.meta.triggerEvent;
-      params[j++] = row.meta.controlId;
-      params[j++] = row.meta.sendingApplication;
-      params[j++] = row.meta.sendingFacility;
-      params[j++] = row.meta.version;
+      j = putMeta(params, j, row.meta);
       params[j++] = row.sha256;
     }
     await runStatement(stmt, params);
@@ -1005,6 +995,17 @@ function bulkRunLength(rows: readonly SealedRow[], offset: number): number {
     n++;
   }
   return n;
+}
+
+/** Binds a row's header fields at `at`, in the column order of INSERT_COLUMNS; returns the next index. */
+function putMeta(params: SqlValue[], at: number, meta: MessageMeta): number {
+  params[at] = meta.messageType;
+  params[at + 1] = meta.triggerEvent;
+  params[at + 2] = meta.controlId;
+  params[at + 3] = meta.sendingApplication;
+  params[at + 4] = meta.sendingFacility;
+  params[at + 5] = meta.version;
+  return at + 6;
 }
 
 function placeholders(columns: number, rows: number): string {
