@@ -23,8 +23,10 @@ const USAGE = `ferry-agent ${VERSION}: HL7 v2 edge agent (MLLP in, encrypted sto
 
 Usage:
   ferry-agent enroll --control-plane URL --token-file FILE [--config FILE | --data-dir DIR] [--name NAME] [--force]
+                     [--ca-file FILE]
                                                        register with a control plane (token from FILE, - for stdin,
-                                                       or FERRY_ENROLLMENT_TOKEN); keeps the credentials in DATA_DIR
+                                                       or FERRY_ENROLLMENT_TOKEN); keeps the credentials in DATA_DIR;
+                                                       --ca-file: the CA of a private certificate (default: uplink.ca_file)
   ferry-agent run [--config FILE] [--data-dir DIR]     run the agent
   ferry-agent validate --config FILE                   check a config file; every problem is listed
   ferry-agent status [--config FILE] [--admin URL] [--json]
@@ -53,6 +55,7 @@ function parse(argv: string[]): { command: string | undefined; flags: Flags; pos
       to: { type: 'string' },
       'control-plane': { type: 'string' },
       'token-file': { type: 'string' },
+      'ca-file': { type: 'string' },
       name: { type: 'string' },
       force: { type: 'boolean' },
       // import
@@ -146,6 +149,8 @@ async function enrollCommand(flags: Flags): Promise<number> {
     return 2;
   }
   const config = resolveConfig(flags);
+  // The CA that will verify the uplink verifies the enrollment too, unless --ca-file says otherwise.
+  const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : config.uplink.ca_file;
   const token = await readEnrollmentToken(typeof flags['token-file'] === 'string' ? flags['token-file'] : undefined, process.env);
   const result = await enroll({
     controlPlaneUrl: url,
@@ -153,6 +158,7 @@ async function enrollCommand(flags: Flags): Promise<number> {
     name: typeof flags.name === 'string' ? flags.name : hostname(),
     dataDir: config.data_dir,
     force: flags.force === true,
+    ...(caFile !== undefined ? { caFile } : {}),
   });
   process.stdout.write(
     `enrolled as agent ${result.agentId}; credentials saved in ${result.credentialsFile} (mode 0600).\n` +

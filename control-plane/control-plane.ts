@@ -3,10 +3,12 @@
 // (tryShutdown, then force at the deadline), closes the fleet bus, then closes the store.
 
 import { chmodSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { ServerCredentials } from '@grpc/grpc-js';
 import { createAdaptorServer } from '@hono/node-server';
-import type { Server } from 'node:http';
 import type { ControlPlaneConfig } from './config/index.js';
 import { parseListen } from './config/index.js';
 import { ControlPlaneError } from './errors.js';
@@ -15,6 +17,7 @@ import { createApp, createMetrics } from './http/index.js';
 import { IngestServer } from './ingest/index.js';
 import type { Logger } from './log.js';
 import { SqliteMessageStore, type MessageStore } from './store/index.js';
+import { loadServerTls, plaintextListeners } from './tls.js';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
@@ -31,9 +34,13 @@ export class ControlPlane {
 
   static async start(config: ControlPlaneConfig, deps: { log: Logger; version: string }): Promise<ControlPlane> {
     const log = deps.log;
+    // Before anything opens: a bad certificate stops the start with the file and the reason.
+    const tls = config.tls && loadServerTls(config.tls);
     const store = await SqliteMessageStore.open({ dataDir: config.data_dir });
     let ingest: IngestServer | undefined;
-    const fleetBus = createFleetBus(config.mqtt, { store, log });
+    // The embedded broker serves the same certificate unless mqtt.tls names its own.
+    const mqtt = config.mqtt.url === undefined && config.mqtt.tls === undefined && config.tls ? { ...config.mqtt, tls: config.tls } : config.mqtt;
+    const fleetBus = createFleetBus(mqtt, { store, log });
     let fleet: FleetService | undefined;
     try {
       await ensureAdminToken(store, config.data_dir, log);
@@ -41,19 +48,22 @@ export class ControlPlane {
       // The fleet service starts the bus with its handlers and republishes every agent's policy.
       fleet = new FleetService(store, fleetBus, log);
       await fleet.start();
-      ingest = new IngestServer({ listen: config.grpc.listen }, { store, log });
+      const grpcCredentials = tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : undefined;
+      ingest = new IngestServer({ listen: config.grpc.listen, ...(grpcCredentials ? { credentials: grpcCredentials } : {}) }, { store, log });
       await ingest.start();
       const ingestRef = ingest;
       const fleetRef = fleet;
       const metrics = createMetrics({ processMetrics: true, ingestCounters: () => ingestRef.counters, fleetBusCounters: () => fleetBus.counters(), fleetGauges: () => fleetRef.gauges() });
       const fleetBusPort = {
-        agentMqttUrl: (hostname: string) => agentMqttUrl(fleetBus, config.mqtt, hostname),
+        agentMqttUrl: (hostname: string) => agentMqttUrl(fleetBus, mqtt, hostname),
         forgetAgent: (id: string) => fleetBus.forgetAgent(id),
         agentEnrolled: async (id: string) => fleetBus.agentEnrolled?.(id),
         health: () => fleetBus.health?.() ?? { state: 'connected', message: '' },
       };
       const app = createApp({ store, log, ingest, fleetBus: fleetBusPort, fleet }, { version: deps.version, metrics });
-      const http = createAdaptorServer({ fetch: app.fetch }) as Server;
+      const http = (
+        tls ? createAdaptorServer({ fetch: app.fetch, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' } }) : createAdaptorServer({ fetch: app.fetch })
+      ) as Server;
       const listen = parseListen(config.http.listen)!;
       await new Promise<void>((resolve, reject) => {
         http.once('error', (err) => reject(new ControlPlaneError('listen_failed', `HTTP cannot listen on ${config.http.listen}: ${err.message}`, { cause: err })));
@@ -66,12 +76,20 @@ export class ControlPlane {
         {
           http: { host: httpAddr.address, port: httpAddr.port },
           grpc: { host: grpcAddr.host, port: grpcAddr.port },
-          mqtt: mqttAddr ? { host: mqttAddr.host, port: mqttAddr.port, tls: config.mqtt.tls !== undefined } : { url: fleetBus.agentUrl },
+          mqtt: mqttAddr ? { host: mqttAddr.host, port: mqttAddr.port, tls: mqtt.tls !== undefined } : { url: fleetBus.agentUrl },
+          tls: tls ? { subject_alt_name: tls.subjectAltName, valid_to: tls.validTo } : false,
           data_dir: config.data_dir,
           version: deps.version,
         },
         'control plane started',
       );
+      const plaintext = plaintextListeners(config);
+      if (plaintext.length > 0) {
+        log.warn(
+          { listeners: plaintext },
+          'serving without TLS on a non-loopback address: agents on other machines only connect over TLS; set tls.cert_file and tls.key_file (ferry-control-plane make-certs makes a private CA for trials) or put a TLS-terminating proxy in front',
+        );
+      }
       return new ControlPlane(store, ingest, http, fleetBus, fleet, config, log);
     } catch (err) {
       await ingest?.stop(Date.now() + 1000).catch(() => {});

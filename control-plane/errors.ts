@@ -14,6 +14,7 @@ export type ControlPlaneErrorCode =
   | 'store_closed'
   | 'store_io'
   | 'listen_failed'
+  | 'tls_invalid'
   | 'fleet_bus_unavailable'
   | 'fleet_bus_config'
   | 'policy_exists'

@@ -2,7 +2,10 @@
 // ferry-control-plane: the command line. `serve` runs the store, the HTTP API and the gRPC ingest in
 // one process; `validate` checks a config file without starting anything.
 
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { makeCerts } from './certs.js';
 import { formatProblems, loadConfigFile, parseListen, validateConfig, type ControlPlaneConfig } from './config/index.js';
 import { createLogger } from './log.js';
 import { ControlPlane } from './control-plane.js';
@@ -15,10 +18,14 @@ Usage:
   ferry-control-plane serve [--config FILE] [--data-dir DIR] [--http-port 8080] [--grpc-port 50051]
                             [--mqtt-port 1883 | --mqtt-url URL]
   ferry-control-plane validate --config FILE     check a config file; every problem is listed
+  ferry-control-plane make-certs --out DIR [--host NAME]... [--force]
+                                                 a private CA and a server certificate for it (TLS
+                                                 for HTTP, gRPC and MQTT); --host: each DNS name or IP
+                                                 agents use to reach this machine (default: its host name)
   ferry-control-plane version
 `;
 
-type Flags = Record<string, string | boolean | undefined>;
+type Flags = Record<string, string | boolean | string[] | undefined>;
 
 class UsageError extends Error {}
 
@@ -34,6 +41,9 @@ function parse(argv: string[]): { command: string | undefined; flags: Flags } {
         'grpc-port': { type: 'string' },
         'mqtt-port': { type: 'string' },
         'mqtt-url': { type: 'string' },
+        out: { type: 'string' },
+        host: { type: 'string', multiple: true },
+        force: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -138,6 +148,25 @@ function validateCommand(flags: Flags): number {
   return 0;
 }
 
+function makeCertsCommand(flags: Flags): number {
+  if (typeof flags.out !== 'string') throw new UsageError('make-certs needs --out DIR');
+  const hosts = Array.isArray(flags.host) && flags.host.length > 0 ? flags.host : [hostname()];
+  const made = makeCerts({ outDir: flags.out, hosts, force: flags.force === true });
+  const at = (p: string): string => resolve(p);
+  process.stdout.write(
+    `Made a private CA and a server certificate for ${made.names.join(', ')} in ${at(flags.out)}:\n` +
+      `  ${at(made.caCert)}      the CA: give it to every agent\n` +
+      `  ${at(made.caKey)}      the CA's key (mode 0600): keep it off the network; it signs certificates\n` +
+      `  ${at(made.serverCert)}  and ${at(made.serverKey)} (mode 0600): this control plane's pair\n\n` +
+      `Control plane config (HTTP, gRPC and the embedded MQTT broker):\n` +
+      `  tls:\n    cert_file: ${at(made.serverCert)}\n    key_file: ${at(made.serverKey)}\n\n` +
+      `On each agent machine, with ca.crt copied there:\n` +
+      `  ferry-agent enroll --control-plane https://${made.names[0]}:8080 --token-file FILE --ca-file /etc/ferry/ca.crt\n` +
+      `  and in agent.yaml: uplink.ca_file and fleet.ca_file: /etc/ferry/ca.crt\n`,
+  );
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   try {
     const { command, flags } = parse(argv);
@@ -150,6 +179,8 @@ async function main(argv: string[]): Promise<number> {
         return await serveCommand(flags);
       case 'validate':
         return validateCommand(flags);
+      case 'make-certs':
+        return makeCertsCommand(flags);
       case 'version':
         process.stdout.write(`${VERSION}\n`);
         return 0;

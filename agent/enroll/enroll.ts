@@ -2,7 +2,9 @@
 // (POST {url}/api/v1/agents/enroll), then keep them in DATA_DIR/credentials.json (0600).
 // Neither the token nor the secret is ever printed, logged, or put in an error message.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { FerryError } from '../errors.js';
 import { readCredentials, writeCredentials, credentialsPath, type AgentCredentials } from './credentials.js';
 
@@ -19,6 +21,8 @@ export interface EnrollOptions {
   /** Replace existing credentials. */
   readonly force?: boolean;
   readonly timeoutMs?: number;
+  /** PEM CA bundle that signed the control plane's certificate (a private CA); default: the system roots. */
+  readonly caFile?: string;
 }
 
 export interface EnrollResult {
@@ -50,32 +54,40 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   if (!options.force && readCredentialsQuietly(options.dataDir)) {
     throw new FerryError('credentials_exist', `${credentialsPath(options.dataDir)} already exists: this agent is enrolled. Use --force to replace its credentials`);
   }
+  let ca: Buffer | undefined;
+  if (options.caFile !== undefined) {
+    try {
+      ca = readFileSync(options.caFile);
+    } catch (cause) {
+      throw new FerryError('enroll_failed', `cannot read the CA file ${options.caFile}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}`, { cause });
+    }
+  }
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
 
   // A control plane behind a path prefix (https://host/ferry) keeps it.
-  const endpoint = new URL(base.pathname.replace(/\/$/, '') + ENROLL_PATH, base).toString();
-  let res: Response;
+  const endpoint = new URL(base.pathname.replace(/\/$/, '') + ENROLL_PATH, base);
+  let res: PostAnswer;
   try {
-    res = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ token, name: options.name }),
-      signal: AbortSignal.timeout(options.timeoutMs ?? 15_000),
-    });
+    res = await postJson(endpoint, JSON.stringify({ token, name: options.name }), ca, options.timeoutMs ?? 15_000);
   } catch (cause) {
     const code = causeCode(cause);
-    throw new FerryError('enroll_unreachable', `cannot reach the control plane at ${base.origin}${code ? ` (${code})` : ''}; check the URL, that it is running, and the network path`, { cause });
+    // A certificate the agent cannot verify fails before the request is sent: the token is not spent.
+    const untrusted = code !== undefined && CERTIFICATE_ERRORS.has(code);
+    const hint = untrusted
+      ? `the control plane's certificate is not trusted${ca ? ' by --ca-file' : ''}; pass --ca-file with the CA that signed it (ferry-control-plane make-certs writes it as ca.crt), and use the host name the certificate names`
+      : 'check the URL, that it is running, and the network path';
+    throw new FerryError('enroll_unreachable', `cannot reach the control plane at ${base.origin}${code ? ` (${code})` : ''}; ${hint}`, { cause });
   }
-  const text = await res.text();
+  const text = res.text;
   let body: unknown;
   try {
     body = text.length > 0 ? JSON.parse(text) : undefined;
   } catch {
     body = undefined;
   }
-  if (!res.ok) {
+  if (res.status < 200 || res.status > 299) {
     const err = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-    const detail = typeof err?.message === 'string' ? err.message.slice(0, 500) : (REFUSALS[res.status] ?? res.statusText);
+    const detail = typeof err?.message === 'string' ? err.message.slice(0, 500) : (REFUSALS[res.status] ?? `HTTP ${res.status}`);
     const code = typeof err?.code === 'string' ? ` ${err.code.slice(0, 64)}` : '';
     const refused = res.status === 401 || res.status === 403 || res.status === 404 || res.status === 410;
     throw new FerryError(refused ? 'enroll_refused' : 'enroll_failed', `enrollment refused by ${base.origin} (HTTP ${res.status}${code}): ${detail}`);
@@ -96,6 +108,55 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   };
   const file = writeCredentials(options.dataDir, credentials, { force: options.force === true });
   return { agentId: credentials.agent_id, credentialsFile: file, grpcTarget };
+}
+
+interface PostAnswer {
+  readonly status: number;
+  readonly text: string;
+}
+
+/** Errors of a TLS peer the agent does not trust (node's codes from OpenSSL's verify results). */
+const CERTIFICATE_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Largest enrollment answer read: it is a few hundred bytes; anything far bigger is not Ferry. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** POST a JSON body; node:http(s) rather than fetch, which cannot be given a CA of its own. */
+function postJson(url: URL, body: string, ca: Buffer | undefined, timeoutMs: number): Promise<PostAnswer> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'content-length': Buffer.byteLength(body) },
+        ...(ca ? { ca } : {}),
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_ANSWER_BYTES) res.destroy(new FerryError('enroll_failed', 'the answer is too large to be an enrollment answer'));
+          else chunks.push(chunk);
+        });
+        res.once('error', reject);
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.once('timeout', () => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })));
+    req.once('error', reject);
+    req.end(body);
+  });
 }
 
 function readCredentialsQuietly(dataDir: string): boolean {

@@ -23,6 +23,12 @@ export const controlPlaneConfigSchema = z
       .strict()
       .default({ listen: '0.0.0.0:50051' }),
     /**
+     * TLS for the HTTP API and the gRPC ingest (and the embedded MQTT broker unless mqtt.tls names
+     * another pair): needed whenever agents are not on this machine (`ferry-control-plane make-certs`
+     * makes a private CA and a certificate for trials).
+     */
+    tls: z.object({ cert_file: z.string().min(1), key_file: z.string().min(1) }).strict().optional(),
+    /**
      * The MQTT fleet bus: the embedded broker (default, on `listen`, 0.0.0.0:1883 when unset) or an
      * external broker at `url`. Defaults are applied in fleet/broker/options.ts.
      */

@@ -19,6 +19,8 @@ export interface ControlPlaneOptions {
   readonly grpcPort?: number;
   /** Embedded MQTT broker port; 0 (default): any free port (this machine's 1883 is Mosquitto's). */
   readonly mqttPort?: number;
+  /** A config file (the flags above still override its ports and data dir). */
+  readonly configFile?: string;
 }
 
 export interface ControlPlaneProcess {
@@ -37,7 +39,7 @@ export interface ControlPlaneProcess {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions, timeoutMs = 20_000): Promise<ControlPlaneProcess> {
-  const args = [CONTROL_PLANE_MAIN, 'serve', '--data-dir', options.dataDir, '--http-port', String(options.httpPort ?? 0), '--grpc-port', String(options.grpcPort ?? 0), '--mqtt-port', String(options.mqttPort ?? 0)];
+  const args = [CONTROL_PLANE_MAIN, 'serve', '--data-dir', options.dataDir, '--http-port', String(options.httpPort ?? 0), '--grpc-port', String(options.grpcPort ?? 0), '--mqtt-port', String(options.mqttPort ?? 0), ...(options.configFile ? ['--config', options.configFile] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
@@ -150,8 +152,8 @@ export interface StoredMessageMeta {
 }
 
 /** `ferry-agent enroll --control-plane URL --token-file - --config FILE` with the token on stdin. */
-export function runEnroll(controlPlaneUrl: string, token: string, configPath: string, name = 'e2e'): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [AGENT_MAIN, 'enroll', '--control-plane', controlPlaneUrl, '--token-file', '-', '--config', configPath, '--name', name], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function runEnroll(controlPlaneUrl: string, token: string, configPath: string, name = 'e2e', extraArgs: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [AGENT_MAIN, 'enroll', '--control-plane', controlPlaneUrl, '--token-file', '-', '--config', configPath, '--name', name, ...extraArgs], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
