@@ -53,7 +53,13 @@ export class ControlPlane {
       await ingest.start();
       const ingestRef = ingest;
       const fleetRef = fleet;
-      const metrics = createMetrics({ processMetrics: true, ingestCounters: () => ingestRef.counters, fleetBusCounters: () => fleetBus.counters(), fleetGauges: () => fleetRef.gauges() });
+      const metrics = createMetrics({
+        processMetrics: true,
+        ingestCounters: () => ingestRef.counters,
+        fleetBusCounters: () => fleetBus.counters(),
+        fleetGauges: () => fleetRef.gauges(),
+        ...(tls ? { tlsCertExpiry: Math.floor(Date.parse(tls.validTo) / 1000) } : {}),
+      });
       const fleetBusPort = {
         agentMqttUrl: (hostname: string) => agentMqttUrl(fleetBus, mqtt, hostname),
         forgetAgent: (id: string) => fleetBus.forgetAgent(id),

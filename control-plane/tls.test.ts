@@ -1,11 +1,12 @@
 // loadServerTls: every way a certificate setup can be wrong stops the start with the file and the
 // reason (never the key's bytes); plaintextListeners: which listeners the start-up warning names.
 
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts } from './certs.js';
+import { parse } from 'yaml';
 import { validateConfig } from './config/index.js';
 import { loadServerTls, plaintextListeners } from './tls.js';
 
@@ -77,5 +78,13 @@ describe('config tls and the plaintext warning', () => {
     expect(plaintextListeners(config({ http: { listen: '127.0.0.1:8080' }, grpc: { listen: '[::1]:50051' } }).config)).toEqual([]);
     expect(plaintextListeners(config({ http: { listen: '127.0.0.1:8080' }, grpc: { listen: '10.0.0.5:50051' } }).config)).toEqual(['grpc 10.0.0.5:50051']);
     expect(plaintextListeners(config({ tls: pair }).config)).toEqual([]);
+  });
+});
+
+describe('packaging/control-plane.example.yaml', () => {
+  it('is a valid config that serves TLS on every listener', () => {
+    const example = config(parse(readFileSync(new URL('../packaging/control-plane.example.yaml', import.meta.url), 'utf8')) as Record<string, unknown>).config;
+    expect(example.tls).toEqual({ cert_file: '/etc/ferry/tls/server.crt', key_file: '/etc/ferry/tls/server.key' });
+    expect(plaintextListeners(example)).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { ControlPlaneConfig } from './config/index.js';
+import { isLoopback } from '../proto/policy/index.js';
 import { parseListen } from './config/index.js';
 import { ControlPlaneError } from './errors.js';
 
@@ -63,11 +64,7 @@ export function plaintextListeners(config: ControlPlaneConfig): string[] {
   const open: string[] = [];
   for (const [name, listen] of [['http', config.http.listen], ['grpc', config.grpc.listen]] as const) {
     const host = parseListen(listen)?.host ?? '';
-    if (!isLoopbackHost(host)) open.push(`${name} ${listen}`);
+    if (!isLoopback(host)) open.push(`${name} ${listen}`);
   }
   return open;
-}
-
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host.startsWith('127.') || host === '::1';
 }

@@ -79,6 +79,9 @@ describe('control plane over TLS with a private CA (make-certs)', () => {
     expect(started.mqtt?.tls).toBe(true);
     const base = `https://localhost:${cp.httpPort}`;
     expect((await httpsRequest(`${base}/livez`, ca)).status).toBe(200);
+    // Ops see the renewal coming: the certificate's expiry is a metric.
+    const metrics = (await httpsRequest(`${base}/metrics`, ca)).body.toString();
+    expect(metrics).toContain(`ferry_cp_tls_cert_expiry_timestamp_seconds ${Math.floor(Date.parse(serverCert.validTo) / 1000)}`);
     // Plain HTTP to the TLS port gets no API answer.
     const plain = await new Promise<number | string>((resolve) => {
       const req = plainRequest(`http://127.0.0.1:${cp!.httpPort}/livez`, (res) => resolve(res.statusCode ?? 0));

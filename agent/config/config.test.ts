@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseListen, parseSize, validateConfig, validateYaml } from './index.js';
 
@@ -94,5 +95,20 @@ describe('agent config', () => {
     expect(parseListen('[::1]:9575')).toEqual({ host: '::1', port: 9575 });
     expect(parseListen(':2575')).toEqual({ host: '0.0.0.0', port: 2575 });
     expect(parseListen('host:99999')).toBeUndefined();
+  });
+});
+
+describe('packaging/agent.example.yaml', () => {
+  const text = readFileSync(new URL('../../packaging/agent.example.yaml', import.meta.url), 'utf8');
+
+  it('is valid as shipped', () => {
+    expect(validateYaml(text)).toMatchObject({ ok: true });
+  });
+
+  it('stays valid with its commented trust settings switched on', () => {
+    const uncommented = text.replace(/^# (uplink|fleet):$/gm, '$1:').replace(/^# ( {2}ca_file: .*)$/gm, '$1');
+    expect(uncommented).toContain('\nuplink:\n  ca_file: /etc/ferry/ca.crt');
+    const result = validateYaml(uncommented);
+    expect(result).toMatchObject({ ok: true, config: { uplink: { ca_file: '/etc/ferry/ca.crt' }, fleet: { ca_file: '/etc/ferry/ca.crt' } } });
   });
 });

@@ -74,7 +74,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     // A certificate the agent cannot verify fails before the request is sent: the token is not spent.
     const untrusted = code !== undefined && CERTIFICATE_ERRORS.has(code);
     const hint = untrusted
-      ? `the control plane's certificate is not trusted${ca ? ' by --ca-file' : ''}; pass --ca-file with the CA that signed it (ferry-control-plane make-certs writes it as ca.crt), and use the host name the certificate names`
+      ? `the control plane's certificate is not trusted${ca ? ` by ${options.caFile}` : ''}; pass --ca-file with the CA that signed it (ferry-control-plane make-certs writes it as ca.crt), and use the host name the certificate names`
       : 'check the URL, that it is running, and the network path';
     throw new FerryError('enroll_unreachable', `cannot reach the control plane at ${base.origin}${code ? ` (${code})` : ''}; ${hint}`, { cause });
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hostOf, isLoopback, planChannel, takeWithin } from './index.js';
+import { isLoopback } from '../../proto/policy/index.js';
+import { hostOf, planChannel, takeWithin } from './index.js';
 
 describe('planChannel: TLS unless the control plane is loopback over plain http/grpc', () => {
   it.each([

@@ -3,9 +3,9 @@
 // visible (a ping unanswered within keepalive_timeout closes the connection).
 
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { MAX_GRPC_MESSAGE_BYTES, loadIngestPackage, type IngestClient } from '../../proto/index.js';
+import { isLoopback } from '../../proto/policy/index.js';
 import type { UplinkConfig } from '../config/index.js';
 
 export interface ChannelPlan {
@@ -38,13 +38,6 @@ export function hostOf(target: string): string {
   return i < 0 || target.indexOf(':') !== i ? target : target.slice(0, i);
 }
 
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
-  return false;
-}
 
 export function channelCredentials(plan: ChannelPlan, caFile: string | undefined): ChannelCredentials {
   if (!plan.tls) return credentials.createInsecure();

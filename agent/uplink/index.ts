@@ -4,7 +4,7 @@
 // backoff, keepalive plus an Ack deadline so a silent network drop is noticed.
 
 export { Backoff, type BackoffOptions } from './backoff.js';
-export { hostOf, isLoopback, planChannel, type ChannelPlan } from './channel.js';
+export { hostOf, planChannel, type ChannelPlan } from './channel.js';
 export { takeWithin, type SessionEnd, type UplinkBuffer } from './session.js';
 export {
   Uplink,

@@ -31,6 +31,8 @@ export function createMetrics(
     fleetBusCounters?: () => Readonly<Record<string, number>> | undefined;
     /** The fleet service's gauges (agents online/offline and by health, commands by status), read when scraped. */
     fleetGauges?: () => Promise<FleetGaugesView>;
+    /** When the served TLS certificate expires (unix seconds): renewals are alerted on, not discovered by agents. */
+    tlsCertExpiry?: number;
   } = {},
 ): HttpMetrics {
   const registry = new Registry();
@@ -112,6 +114,9 @@ export function createMetrics(
     family('ferry_cp_fleet_agents', 'Agents (not revoked) by presence', 'state', (v) => v.agents);
     family('ferry_cp_fleet_agents_health', 'Agents (not revoked) by health', 'health', (v) => v.health);
     family('ferry_cp_fleet_commands', 'Commands by status', 'status', (v) => v.commands);
+  }
+  if (options.tlsCertExpiry !== undefined) {
+    new Gauge({ name: 'ferry_cp_tls_cert_expiry_timestamp_seconds', help: 'When the TLS certificate served on HTTP and gRPC expires (unix time)', registers: [registry] }).set(options.tlsCertExpiry);
   }
   return {
     registry,

@@ -47,6 +47,15 @@ export function parseListen(value: string): { host: string; port: number } | und
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+/** A host name or address that never leaves this machine (TLS is required for every other peer). */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
+  return false;
+}
+
 export const listenAddress = (example = '0.0.0.0:2575') =>
   z.string().refine((v) => parseListen(v) !== undefined, { message: `must be host:port, e.g. ${example} or [::]:${example.split(':').pop()}` });
 
