@@ -135,6 +135,51 @@ describe('control plane over TLS with a private CA (make-certs)', () => {
     expect(payload.body.equals(sample)).toBe(true);
   });
 
+  it('an agent that does not trust the uplink certificate keeps accepting and says what to set', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ferry-tls-'));
+    const tlsDir = join(dir, 'tls');
+    makeCerts(tlsDir, 'localhost');
+    const caFile = join(tlsDir, 'ca.crt');
+    const cpConfig = join(dir, 'cp.yaml');
+    writeFileSync(cpConfig, `tls:\n  cert_file: ${join(tlsDir, 'server.crt')}\n  key_file: ${join(tlsDir, 'server.key')}\n`);
+    cp = await startControlPlane({ dataDir: join(dir, 'cp'), configFile: cpConfig });
+    const base = `https://localhost:${cp.httpPort}`;
+    const created = await httpsRequest(`${base}/api/v1/enrollment-tokens`, readFileSync(caFile), { method: 'POST', token: adminToken(cp.dataDir), body: {} });
+    const { token } = JSON.parse(created.body.toString()) as { token: string };
+    // Enrolled with the CA on the command line, but uplink.ca_file left out of agent.yaml.
+    const options = agentOptions(join(dir, 'agent'), [{ id: 'lab', type: 'mllp', listen: '127.0.0.1:0' }]);
+    const configPath = writeAgentConfig(options);
+    expect((await runEnroll(base, token, configPath, 'no-ca', ['--ca-file', caFile])).code).toBe(0);
+    agent = await startAgent(options);
+    const sample = readSample('adt-a01_v2.4_hapi-docs.hl7');
+    const client = await MllpClient.connect({ host: '127.0.0.1', port: agent.mllpPorts.lab!, responseTimeoutMs: 15_000 });
+    try {
+      expect(readAck(await client.send(sample)).code).toBe('AA');
+    } finally {
+      await client.close();
+    }
+    let uplink: { state: string; message: string; pending: { count: number } } | undefined;
+    await waitFor(
+      async () => {
+        uplink = ((await (await fetch(`http://127.0.0.1:${agent!.adminPort}/status`)).json()) as { uplink: typeof uplink }).uplink;
+        return uplink!.message.includes('uplink.ca_file');
+      },
+      15_000,
+      'the uplink status to name uplink.ca_file',
+    );
+    expect(uplink).toMatchObject({ state: 'disconnected', pending: { count: 1 } });
+    expect(agent.lines.some((l) => l.includes('"level":"error"') && l.includes('set uplink.ca_file'))).toBe(true);
+    // fleet.ca_file is not set either: the fleet client says so too.
+    await waitFor(
+      async () => {
+        const fleet = ((await (await fetch(`http://127.0.0.1:${agent!.adminPort}/status`)).json()) as { fleet: { last_error: { message: string } | null } }).fleet;
+        return fleet.last_error?.message.includes('set fleet.ca_file') === true;
+      },
+      15_000,
+      'the fleet status to name fleet.ca_file',
+    );
+  });
+
   it('refuses to start when the key does not belong to the certificate, naming both files', () => {
     dir = mkdtempSync(join(tmpdir(), 'ferry-tls-'));
     makeCerts(join(dir, 'a'), 'localhost');

@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isUntrustedCertificateCode } from '../certificate-errors.js';
 import { FerryError } from '../errors.js';
 import { readCredentials, writeCredentials, credentialsPath, type AgentCredentials } from './credentials.js';
 
@@ -72,7 +73,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   } catch (cause) {
     const code = causeCode(cause);
     // A certificate the agent cannot verify fails before the request is sent: the token is not spent.
-    const untrusted = code !== undefined && CERTIFICATE_ERRORS.has(code);
+    const untrusted = isUntrustedCertificateCode(code);
     const hint = untrusted
       ? `the control plane's certificate is not trusted${ca ? ` by ${options.caFile}` : ''}; pass --ca-file with the CA that signed it (ferry-control-plane make-certs writes it as ca.crt), and use the host name the certificate names`
       : 'check the URL, that it is running, and the network path';
@@ -114,17 +115,6 @@ interface PostAnswer {
   readonly status: number;
   readonly text: string;
 }
-
-/** Errors of a TLS peer the agent does not trust (node's codes from OpenSSL's verify results). */
-const CERTIFICATE_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /** Largest enrollment answer read: it is a few hundred bytes; anything far bigger is not Ferry. */
 const MAX_ANSWER_BYTES = 1024 * 1024;

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { agentTopic, type CommandResultMessage, type StatusMessage, type TelemetryMessage } from '../../proto/fleet/index.js';
+import { isUntrustedCertificateCode } from '../certificate-errors.js';
 import type { FleetConfig } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { ReconnectBackoff } from './backoff.js';
@@ -186,10 +187,11 @@ export class FleetClient {
         return;
       }
       const code = err.code === undefined ? 'mqtt_error' : String(err.code);
-      const changed = this.lastError?.message !== err.message;
-      this.lastError = { code, message: err.message, at: new Date().toISOString() };
+      const message = isUntrustedCertificateCode(err.code) ? `${err.message}; the broker's certificate is not trusted: set fleet.ca_file to the CA that signed it` : err.message;
+      const changed = this.lastError?.message !== message;
+      this.lastError = { code, message, at: new Date().toISOString() };
       // The password is never part of an mqtt.js error; log once per distinct failure.
-      if (changed) this.log.warn({ err: { code, message: err.message }, broker: redactUrl(this.options.url) }, 'fleet connection failed; retrying (the agent keeps running its current policy)');
+      if (changed) this.log.warn({ err: { code, message }, broker: redactUrl(this.options.url) }, 'fleet connection failed; retrying (the agent keeps running its current policy)');
     });
     client.on('close', () => {
       if (this.client !== client || this.stopped) return;

@@ -187,6 +187,10 @@ export class Uplink {
     if (auth) {
       this.setState('disconnected', `credentials refused (${code}): re-enroll this agent`);
       this.log.error(fields, `the control plane refused this agent's credentials (${code}): re-enroll this agent (ferry-agent enroll --force with a new token); messages stay in the buffer meanwhile`);
+    } else if (isCertificateFailure(end.details)) {
+      // Retrying does not help until the operator acts: say what to change, once per cause.
+      this.setState('disconnected', `${code}: ${end.details}; the control plane's certificate is not trusted: set uplink.ca_file to the CA that signed it (and check the host name it names)`);
+      if (previous?.message !== end.details) this.log.error(fields, "the control plane's TLS certificate is not trusted: set uplink.ca_file to the CA that signed it; messages stay in the buffer meanwhile");
     } else {
       this.setState('disconnected', `${code}: ${end.details}`);
       // One warning when an outage starts or its cause changes; repeats of the same failure go to debug.
@@ -297,6 +301,11 @@ export function pendingOf(buffer: Pick<UplinkBuffer, 'stats'>): UplinkStatus['pe
 }
 
 /** The status of an uplink that is not running (not enrolled, disabled in config, bad credentials file). */
+/** grpc-js reports a failed TLS verification as UNAVAILABLE with OpenSSL's reason in the details. */
+function isCertificateFailure(details: string): boolean {
+  return /certificate|self[- ]signed|altname|does not match/i.test(details);
+}
+
 export function disabledUplinkStatus(buffer: Pick<UplinkBuffer, 'stats'>, message: string, lastError: UplinkStatus['last_error'] = null): UplinkStatus {
   return { state: 'disabled', target: null, tls: null, pending: pendingOf(buffer), in_flight_batches: 0, committed_seq: null, last_ack_at: null, last_error: lastError, message };
 }
