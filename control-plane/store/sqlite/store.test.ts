@@ -124,11 +124,27 @@ describe('SqliteMessageStore: ingest', () => {
     expect(await rowCount()).toBe(49);
   });
 
+  it('a batch that fails inside its transaction leaves nothing, and its resend is stored whole', async () => {
+    const s = await open();
+    expect(await s.ingestBatch('a', 'b', sampleEnvelopes(1, 5))).toMatchObject({ committedSeq: 5, stored: 5 });
+    // A failure SQLite raises mid-transaction (after some rows went in), injected from outside.
+    const db = await openDatabase(join(dir, STORE_FILE));
+    await run(db, "CREATE TRIGGER fail_seq_8 BEFORE INSERT ON messages WHEN NEW.seq = 8 BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    await expectCode(s.ingestBatch('a', 'b', sampleEnvelopes(6, 5)), 'store_io');
+    expect(await rowCount()).toBe(5);
+    expect(await s.committedSeq('a', 'b')).toBe(5);
+    await run(db, 'DROP TRIGGER fail_seq_8');
+    await close(db);
+    // The committed seq this process remembers did not move with the failed batch: all five are new.
+    expect(await s.ingestBatch('a', 'b', sampleEnvelopes(6, 5))).toEqual({ committedSeq: 10, stored: 5, duplicates: 0 });
+    expect(await rowCount()).toBe(10);
+  });
+
   it('commits each batch in exactly one transaction (one commit record in the WAL)', async () => {
     const s = await open();
     await s.ingestBatch('a', 'b', [syntheticEnvelope(1)]);
     const before = walCommits();
-    // 300 rows: several multi-row INSERT chunks (128 + 128 + 32 + 8 + 4) plus the high-water mark.
+    // 300 rows: several multi-row INSERT chunks (256 + 32 + 8 + 4) plus the high-water mark.
     await s.ingestBatch('a', 'b', Array.from({ length: 300 }, (_, i) => syntheticEnvelope(i + 2)));
     const after = walCommits();
     expect(after.salt).toBe(before.salt);

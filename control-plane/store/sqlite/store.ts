@@ -65,14 +65,23 @@ export interface SqliteStoreOptions {
 export const STORE_FILE = 'store.db';
 export const STORE_KEY_FILE = 'store-keys.json';
 
-/** Rows per multi-row INSERT: 128 × 16 parameters stays far below SQLite's limit of 32766. */
-const MAX_ROWS_PER_STATEMENT = 128;
+/**
+ * A whole batch (the Welcome's 512 messages) in one statement: every statement is a round trip to
+ * SQLite's thread that waits behind the main thread's decoding and sealing of the next batches.
+ * 512 rows x 16 values stays far under SQLite's 32,766 bound variables.
+ */
+const MAX_ROWS_PER_STATEMENT = 512;
 
 export class SqliteMessageStore implements MessageStore {
   private closed = false;
   private writeTail: Promise<unknown> = Promise.resolve();
   private readonly insertStatements = new Map<number, sqlite3.Statement>();
   private readonly statements = new Map<string, sqlite3.Statement>();
+  /**
+   * Committed seq per (agent, buffer), as of the last commit this process made: ingestBatch is the
+   * only writer of agent_buffers, so after the first read the table need not be asked again.
+   */
+  private readonly committedCache = new Map<string, number>();
   private readonly admin: admin.AdminContext;
 
   private constructor(
@@ -154,6 +163,7 @@ export class SqliteMessageStore implements MessageStore {
           [agentId, bufferId, top, stored, bytes, storedAt, storedAt],
         );
         await run(this.writer, 'COMMIT');
+        this.committedCache.set(committedKey(agentId, bufferId), Math.max(committed, top));
         return { committedSeq: Math.max(committed, top), stored, duplicates: envelopes.length - stored };
       } catch (err) {
         await run(this.writer, 'ROLLBACK').catch(() => {});
@@ -437,9 +447,14 @@ export class SqliteMessageStore implements MessageStore {
 
   /** Inside the write turn: the writer sees every commit, including the one just made. */
   private async readCommitted(agentId: string, bufferId: string): Promise<number> {
+    const key = committedKey(agentId, bufferId);
+    const known = this.committedCache.get(key);
+    if (known !== undefined) return known;
     const stmt = await this.statement('SELECT committed_seq FROM agent_buffers WHERE agent_id = ? AND buffer_id = ?');
     const row = await getStatement<{ committed_seq: number }>(stmt, [agentId, bufferId]);
-    return row?.committed_seq ?? 0;
+    const committed = row?.committed_seq ?? 0;
+    this.committedCache.set(key, committed);
+    return committed;
   }
 
   /** One multi-row INSERT; a row already stored (same agent, buffer, seq) is skipped, nothing else is. */
@@ -554,4 +569,8 @@ function previousPowerOfTwo(n: number): number {
   let p = 1;
   while (p * 2 <= n) p *= 2;
   return p;
+}
+
+function committedKey(agentId: string, bufferId: string): string {
+  return `${agentId}\0${bufferId}`;
 }
