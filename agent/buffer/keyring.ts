@@ -5,11 +5,11 @@
 
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { NONCE_BYTES, nextNonce } from '../../proto/nonces.js';
 import { FerryError } from '../errors.js';
 import { writeSecretFileAtomic } from '../secret-file.js';
 
 const KEY_BYTES = 32;
-const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
 interface KeyFile {
@@ -130,22 +130,6 @@ function withNewKey(file: KeyFile): KeyFile {
     active: id,
     keys: [...(file.keys ?? []), { id, key: randomBytes(KEY_BYTES).toString('base64'), created_at: new Date().toISOString() }],
   };
-}
-
-// Nonces come from a pool refilled by the CSPRNG 1024 at a time: still random 96-bit values, at a
-// fraction of the per-call cost on the ingest hot path.
-const NONCE_POOL_BYTES = NONCE_BYTES * 1024;
-let noncePool = Buffer.alloc(0);
-let nonceOffset = 0;
-
-function nextNonce(): Buffer {
-  if (nonceOffset + NONCE_BYTES > noncePool.length) {
-    noncePool = randomBytes(NONCE_POOL_BYTES);
-    nonceOffset = 0;
-  }
-  const nonce = noncePool.subarray(nonceOffset, nonceOffset + NONCE_BYTES);
-  nonceOffset += NONCE_BYTES;
-  return nonce;
 }
 
 /** Writes the key file atomically (mode 0600); `exclusive` never replaces a file another process made meanwhile. */

@@ -8,10 +8,10 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { NONCE_BYTES, nextNonce } from '../../proto/nonces.js';
 import { ControlPlaneError } from '../errors.js';
 
 const KEY_BYTES = 32;
-const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
 interface KeyFile {
@@ -70,7 +70,7 @@ export class StoreKeyring {
   seal(plaintext: Buffer, aad: Buffer): Buffer {
     const key = this.keys.get(this.activeKeyId);
     if (!key) throw new ControlPlaneError('key_missing', `active key ${this.activeKeyId} is missing`);
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = nextNonce();
     const cipher = createCipheriv('aes-256-gcm', key, nonce);
     cipher.setAAD(aad);
     const head = cipher.update(plaintext);

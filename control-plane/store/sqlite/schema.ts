@@ -154,4 +154,3 @@ export const SUMMARY_COLUMNS =
 
 export const INSERT_COLUMNS =
   'agent_id, buffer_id, seq, source_id, received_at, stored_at, message_type, trigger_event, control_id, sending_app, sending_facility, version, size, sha256, key_id, payload';
-export const INSERT_COLUMN_COUNT = 16;
