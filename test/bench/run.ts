@@ -16,7 +16,8 @@
 // BENCH_STRICT (1: exit 1 when a target fails; a wrong Ferry ACK always exits 1).
 //
 // End to end and drain (e2e.ts), in the same run: BENCH_E2E (0: skip the end-to-end runs),
-// BENCH_E2E_SCENARIOS ("32x1,8x64"; run every round, best round reported), BENCH_DRAIN_MESSAGES
+// BENCH_E2E_SCENARIOS ("32x1,8x64"; run every round, best round reported), BENCH_E2E_CONTENDED (0:
+// skip the agent-only runs beside a CPU load like the control plane's), BENCH_DRAIN_MESSAGES
 // (200000; 0 skips the drain), BENCH_DRAIN_CEILING (0: skip the grpc sink ceiling). A message that
 // was ACKed but not stored exactly once at the control plane always exits 1.
 //
@@ -38,7 +39,7 @@ import { cpuSeconds, loadAverage, machineInfo, probeFsync, rssBytes, sampleRss, 
 import { runDrain, runE2e, type DrainResult, type E2eResult } from './e2e.js';
 import { runFleetBench, type FleetResult } from './fleet.js';
 import { runFilesBench, type FilesBenchResult } from './files.js';
-import { SERVER_LABEL, fetchMetrics, histogramBuckets, histogramTotals, killAllChildren, startFerry, startPeer, tempBase, type BenchServer, type FerryServer, type ServerKind } from './servers.js';
+import { SERVER_LABEL, fetchMetrics, histogramBuckets, histogramTotals, killAllChildren, startCpuLoad, startFerry, startPeer, tempBase, type BenchServer, type FerryServer, type ServerKind } from './servers.js';
 
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -508,6 +509,34 @@ function gitState(): string {
 
 const e2eErrors = new Map<string, string[]>();
 
+/** Agent-only runs beside a CPU load like the control plane's in the end-to-end run (a diagnostic, not a target). */
+const contendedRuns = new Map<string, { readonly result: RunResult; readonly share: number; readonly measuredShare: number }>();
+
+/**
+ * The agent alone (no uplink) again, beside a process that keeps `share` of one core busy: the
+ * control plane's CPU share in the end-to-end run. On a 2-core machine that also runs the load
+ * generator, this separates what sharing the cores with a control plane costs ingest from what the
+ * uplink itself costs (in production the control plane is elsewhere).
+ */
+async function runContended(sc: Scenario, base: string, share: number): Promise<void> {
+  const load = startCpuLoad(share);
+  let server: FerryServer | undefined;
+  try {
+    const cpu0 = cpuSeconds(load.pid) ?? 0;
+    const t0 = performance.now();
+    server = await startFerry(base);
+    const result = await measure('ferry', server, sc, realisticSource(prefix('ferry')));
+    const measuredShare = ((cpuSeconds(load.pid) ?? 0) - cpu0) / ((performance.now() - t0) / 1000);
+    contendedRuns.set(sc.name, { result, share, measuredShare });
+    log(`${sc.name.padEnd(4)} agent-only beside a ${Math.round(measuredShare * 100)}% CPU load (the control plane's share end to end): ${fmtRate(result.load.msgsPerSec)} msgs/s`);
+  } catch (err) {
+    log(`${sc.name} agent-only beside a CPU load failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    await server?.stop();
+    await load.stop();
+  }
+}
+
 async function runE2eScenario(sc: Scenario, base: string, round: number): Promise<E2eResult | undefined> {
   try {
     const r = await runE2e({ baseDir: base, c: sc.c, w: sc.w, name: sc.name, prefix: prefix('e2e'), warmupMs: WARMUP_S * 1000, measureMs: MEASURE_S * 1000, graceMs: GRACE_S * 1000 });
@@ -577,6 +606,22 @@ function endToEndSection(all: Map<string, Map<RunKind, RunResult>>, e2e: Map<str
       if (!e2e.has(name)) targets.push({ label: `${name}: end to end`, pass: false, detail: errs.join('; ') });
     }
     out.push('');
+    if (contendedRuns.size > 0) {
+      out.push(
+        'Diagnostic (not a target): the agent alone again, uplink off, beside a process that keeps busy the share of a core the control plane used end to end. ' +
+          'On this 2-core machine the control plane, the agent and the load generator share the cores; this row shows what that sharing costs ingest without any uplink.',
+        '',
+      );
+      out.push('| scenario | CPU load beside it, measured (asked: the control plane\'s share end to end) | agent-only beside it, msgs/s | end to end msgs/s | end to end / agent-only beside the load | agent-only alone, msgs/s |');
+      out.push('|---|--:|--:|--:|--:|--:|');
+      for (const [name, c] of contendedRuns) {
+        const r = e2e.get(name);
+        const alone = all.get(name)?.get('ferry');
+        const x = r && valid(c.result) && e2eValid(r) ? r.load.msgsPerSec / c.result.load.msgsPerSec : undefined;
+        out.push(`| ${name} | ${Math.round(c.measuredShare * 100)}% (${Math.round(c.share * 100)}%) | ${rateCell(c.result)} | ${r ? fmtRate(r.load.msgsPerSec) : 'n/a'} | ${ratioCell(x)} | ${alone ? rateCell(alone) : 'n/a'} |`);
+      }
+      out.push('');
+    }
     out.push('Where the time goes in the measured window (CPU as % of one core; "others" is everything else on the machine). Control-plane batches: from its per-batch log line (commit_ms = store.ingestBatch, one transaction per batch); commit share = sum of commit times / window, i.e. how much of the time the single stream waits on the store.', '');
     out.push('| scenario | agent CPU (main / other threads) | control plane CPU | client CPU | others | agent msgs per uplink batch | control-plane batches | msgs per batch (mean) | commit ms mean / p99 | commit share | agent peak RSS | control plane peak RSS |');
     out.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
@@ -661,6 +706,14 @@ async function main(): Promise<number> {
       readings.push(probeDisk(base, `before round ${round + 1}`));
       for (const sc of SCENARIOS) rounds.get(sc.name)!.push(await runScenario(sc, base, round));
       for (const sc of E2E_SCENARIOS) e2eRounds.get(sc.name)!.push(await runE2eScenario(sc, base, round));
+    }
+    if (process.env.BENCH_E2E_CONTENDED !== '0') {
+      for (const sc of E2E_SCENARIOS) {
+        const done = e2eRounds.get(sc.name)!.filter((r): r is E2eResult => r !== undefined);
+        if (done.length === 0) continue;
+        const best = bestE2e(done);
+        await runContended(sc, base, best.cpCpuSeconds / best.load.windowSeconds);
+      }
     }
     let drain: DrainResult | undefined;
     let drainError: string | undefined;

@@ -169,3 +169,16 @@ export function histogramBuckets(text: string, name: string): Map<string, number
 export function tempBase(): string {
   return mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'ferry-bench-'));
 }
+
+/**
+ * A process that keeps `share` of one core busy (busy for share × 2 ms of every 2 ms, sleeping the
+ * rest): stands in for a control plane on the same cores when the agent runs alone, so the bench
+ * can tell what co-location costs ingest from what the uplink does.
+ */
+export function startCpuLoad(share: number): { readonly pid: number; stop(): Promise<void> } {
+  const busyMs = Math.max(0, Math.min(1, share)) * 2;
+  const script = `const busy=${busyMs};const tick=()=>{const end=performance.now()+busy;while(performance.now()<end);setTimeout(tick,Math.max(0,2-busy));};tick();`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  track(child);
+  return { pid: child.pid!, stop: () => stopChild(child, 2000) };
+}
