@@ -513,7 +513,6 @@ export class SqliteMessageStore implements MessageStore {
     return (await runStatement(stmt, params)).changes;
   }
 
-
   private async statement(sql: string): Promise<sqlite3.Statement> {
     let stmt = this.statements.get(sql);
     if (!stmt) {
