@@ -56,6 +56,18 @@ function httpsRequest(url: string, ca: Buffer, options: { method?: string; token
   });
 }
 
+/** One corpus message over MLLP to the agent; it must be answered AA (stored, whatever the uplink does). */
+async function sendSample(port: number): Promise<Buffer> {
+  const sample = readSample('adt-a01_v2.4_hapi-docs.hl7');
+  const client = await MllpClient.connect({ host: '127.0.0.1', port, responseTimeoutMs: 15_000 });
+  try {
+    expect(readAck(await client.send(sample)).code).toBe('AA');
+  } finally {
+    await client.close();
+  }
+  return sample;
+}
+
 describe('control plane over TLS with a private CA (make-certs)', () => {
   it('serves HTTPS, gRPC and MQTT over TLS; an agent that trusts the CA enrolls, delivers byte for byte and joins the fleet bus', async () => {
     dir = mkdtempSync(join(tmpdir(), 'ferry-tls-'));
@@ -114,13 +126,7 @@ describe('control plane over TLS with a private CA (make-certs)', () => {
     expect(creds.mqtt_url).toMatch(/^mqtts:\/\/localhost:\d+$/);
 
     agent = await startAgent({ ...options, config: { ...config, fleet: { ca_file: caFile } } });
-    const sample = readSample('adt-a01_v2.4_hapi-docs.hl7');
-    const client = await MllpClient.connect({ host: '127.0.0.1', port: agent.mllpPorts.lab!, responseTimeoutMs: 15_000 });
-    try {
-      expect(readAck(await client.send(sample)).code).toBe('AA');
-    } finally {
-      await client.close();
-    }
+    const sample = await sendSample(agent.mllpPorts.lab!);
     await waitDrained(agent.adminPort, 20_000);
     const status = (await (await fetch(`http://127.0.0.1:${agent.adminPort}/status`)).json()) as { uplink: { tls: boolean; state: string }; fleet: { state: string } };
     expect(status.uplink).toMatchObject({ tls: true, state: 'connected' });
@@ -151,13 +157,7 @@ describe('control plane over TLS with a private CA (make-certs)', () => {
     const configPath = writeAgentConfig(options);
     expect((await runEnroll(base, token, configPath, 'no-ca', ['--ca-file', caFile])).code).toBe(0);
     agent = await startAgent(options);
-    const sample = readSample('adt-a01_v2.4_hapi-docs.hl7');
-    const client = await MllpClient.connect({ host: '127.0.0.1', port: agent.mllpPorts.lab!, responseTimeoutMs: 15_000 });
-    try {
-      expect(readAck(await client.send(sample)).code).toBe('AA');
-    } finally {
-      await client.close();
-    }
+    await sendSample(agent.mllpPorts.lab!);
     let uplink: { state: string; message: string; pending: { count: number } } | undefined;
     await waitFor(
       async () => {
