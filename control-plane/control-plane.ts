@@ -58,7 +58,7 @@ export class ControlPlane {
         ingestCounters: () => ingestRef.counters,
         fleetBusCounters: () => fleetBus.counters(),
         fleetGauges: () => fleetRef.gauges(),
-        ...(tls ? { tlsCertExpiry: Math.floor(Date.parse(tls.validTo) / 1000) } : {}),
+        ...(tls ? { tlsCertExpiry: Math.floor(tls.validToMs / 1000) } : {}),
       });
       const fleetBusPort = {
         agentMqttUrl: (hostname: string) => agentMqttUrl(fleetBus, mqtt, hostname),

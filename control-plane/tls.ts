@@ -5,9 +5,8 @@
 
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import type { ControlPlaneConfig } from './config/index.js';
 import { isLoopback } from '../proto/policy/index.js';
-import { parseListen } from './config/index.js';
+import { parseListen, type ControlPlaneConfig } from './config/index.js';
 import { ControlPlaneError } from './errors.js';
 
 export interface ServerTls {
@@ -16,6 +15,8 @@ export interface ServerTls {
   /** For the start-up line: who the certificate is for, and until when. */
   readonly subjectAltName: string;
   readonly validTo: string;
+  /** validTo as milliseconds since the epoch. */
+  readonly validToMs: number;
 }
 
 export function loadServerTls(files: { readonly cert_file: string; readonly key_file: string }): ServerTls {
@@ -40,10 +41,11 @@ export function loadServerTls(files: { readonly cert_file: string; readonly key_
   if (!x509.checkPrivateKey(privateKey)) {
     throw new ControlPlaneError('tls_invalid', `the private key ${files.key_file} does not belong to the certificate ${files.cert_file}`);
   }
-  if (Date.parse(x509.validTo) < Date.now()) {
+  const validToMs = Date.parse(x509.validTo);
+  if (validToMs < Date.now()) {
     throw new ControlPlaneError('tls_invalid', `the certificate ${files.cert_file} expired on ${x509.validTo}`);
   }
-  return { cert, key, subjectAltName: x509.subjectAltName ?? '', validTo: x509.validTo };
+  return { cert, key, subjectAltName: x509.subjectAltName ?? '', validTo: x509.validTo, validToMs };
 }
 
 function readTlsFile(path: string, what: string): Buffer {

@@ -289,8 +289,7 @@ function fromReply(reply: Exclude<WorkerReply, { kind: 'error' }>): Prepared {
     sealed[i] = block.subarray(at, at + len);
     hashes[i] = hashBlock.subarray(32 * i, 32 * i + 32);
     const m = 6 * i;
-    const f = fields;
-    meta[i] = { messageType: f[m]!, triggerEvent: f[m + 1]!, controlId: f[m + 2]!, sendingApplication: f[m + 3]!, sendingFacility: f[m + 4]!, version: f[m + 5]! };
+    meta[i] = { messageType: fields[m]!, triggerEvent: fields[m + 1]!, controlId: fields[m + 2]!, sendingApplication: fields[m + 3]!, sendingFacility: fields[m + 4]!, version: fields[m + 5]! };
     at += len;
   }
   return {

@@ -38,7 +38,6 @@ export function hostOf(target: string): string {
   return i < 0 || target.indexOf(':') !== i ? target : target.slice(0, i);
 }
 
-
 export function channelCredentials(plan: ChannelPlan, caFile: string | undefined): ChannelCredentials {
   if (!plan.tls) return credentials.createInsecure();
   return credentials.createSsl(caFile ? readFileSync(caFile) : null);

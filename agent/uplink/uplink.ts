@@ -300,12 +300,12 @@ export function pendingOf(buffer: Pick<UplinkBuffer, 'stats'>): UplinkStatus['pe
   return { count: s.depth, bytes: s.bytes, oldest_age_secs: s.oldestReceivedAt === null ? null : (Date.now() - s.oldestReceivedAt) / 1000 };
 }
 
-/** The status of an uplink that is not running (not enrolled, disabled in config, bad credentials file). */
 /** grpc-js reports a failed TLS verification as UNAVAILABLE with OpenSSL's reason in the details. */
 function isCertificateFailure(details: string): boolean {
   return /certificate|self[- ]signed|altname|does not match/i.test(details);
 }
 
+/** The status of an uplink that is not running (not enrolled, disabled in config, bad credentials file). */
 export function disabledUplinkStatus(buffer: Pick<UplinkBuffer, 'stats'>, message: string, lastError: UplinkStatus['last_error'] = null): UplinkStatus {
   return { state: 'disabled', target: null, tls: null, pending: pendingOf(buffer), in_flight_batches: 0, committed_seq: null, last_ack_at: null, last_error: lastError, message };
 }

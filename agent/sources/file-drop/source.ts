@@ -62,7 +62,6 @@ const PRUNE_INTERVAL_MS = 24 * 3600 * 1000;
 const FLAT_RESCAN_MS = 5_000;
 const TREE_RESCAN_MS = 30_000;
 
-
 export class FileDropSource implements Source {
   private readonly log: Logger;
   private readonly tracker: CompletionTracker;
