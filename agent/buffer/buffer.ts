@@ -10,20 +10,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import type sqlite3 from 'sqlite3';
 import { FerryError } from '../errors.js';
+import type { HeaderMetadata } from '../hl7/index.js';
 import { Keyring } from './keyring.js';
 import { all, close, exec, finalize, get, openDatabase, prepare, run, runStatement, allStatement, type SqlValue } from './sqlite.js';
 import { acquireBufferLock, type BufferLock } from './lock.js';
 import { RecentKeys } from './recent-keys.js';
 import { FILE_COLUMNS, FILE_COLUMN_COUNT, INSERT_COLUMNS, INSERT_COLUMN_COUNT, SCHEMA_SQL, SCHEMA_VERSION, MESSAGE_COLUMNS } from './schema.js';
 
-export interface MessageMeta {
-  readonly messageType: string;
-  readonly triggerEvent: string;
-  readonly controlId: string;
-  readonly sendingApplication: string;
-  readonly sendingFacility: string;
-  readonly version: string;
-}
+/** What a row keeps of its message's header, readable (the rest of the message is sealed). */
+export type MessageMeta = HeaderMetadata;
 
 export interface IncomingMessage {
   readonly sourceId: string;

@@ -154,14 +154,16 @@ function hasInvalidEncodingCharacter(chars: string, field: string): boolean {
 }
 
 /** The header fields a stored message carries as metadata (type, trigger, control id, sender, version), as text. */
-export function headerMetadata(h: MessageHeader): {
+export interface HeaderMetadata {
   readonly messageType: string;
   readonly triggerEvent: string;
   readonly controlId: string;
   readonly sendingApplication: string;
   readonly sendingFacility: string;
   readonly version: string;
-} {
+}
+
+export function headerMetadata(h: MessageHeader): HeaderMetadata {
   return {
     messageType: byteStringToText(h.messageType),
     triggerEvent: byteStringToText(h.triggerEvent),

@@ -1,7 +1,7 @@
 // HL7 v2 helpers for a forwarder: read the MSH header from raw bytes, split blocks into messages,
 // and build acknowledgements. No structure validation beyond MSH: Ferry stores what it receives.
 
-export { parseHeader, byteStringToText, headerMetadata, skipBom, type Delimiters, type MessageHeader, type HeaderProblem, type HeaderResult } from './header.js';
+export { parseHeader, byteStringToText, headerMetadata, skipBom, type Delimiters, type HeaderMetadata, type MessageHeader, type HeaderProblem, type HeaderResult } from './header.js';
 export { ackCodeFor, buildAck, compareVersions, isAcknowledgement, isEnhancedMode, type AckCode, type AckError, type AckOptions, type Outcome } from './ack.js';
 export { splitMessages, isSingleMessage, type MessageSpan, type SplitResult } from './split.js';
 export {
