@@ -72,14 +72,9 @@ export class Keyring {
 
   /** nonce ‖ ciphertext ‖ tag, sealed with the active key; aad binds the blob to its row. */
   seal(plaintext: Buffer, aad: Buffer): Buffer {
-    const key = this.keys.get(this.activeKeyId);
-    if (!key) throw new FerryError('key_missing', `active key ${this.activeKeyId} is missing`);
-    const nonce = nextNonce();
-    const cipher = createCipheriv('aes-256-gcm', key, nonce);
-    cipher.setAAD(aad);
-    const head = cipher.update(plaintext);
-    const tail = cipher.final();
-    return Buffer.concat([nonce, head, tail, cipher.getAuthTag()], NONCE_BYTES + head.length + tail.length + TAG_BYTES);
+    const out = Buffer.allocUnsafe(Keyring.sealedLength(plaintext.length));
+    this.sealInto(plaintext, aad, out, 0);
+    return out;
   }
 
   /** Bytes seal() makes of a plaintext of `length` bytes. */
@@ -88,8 +83,8 @@ export class Keyring {
   }
 
   /**
-   * seal(), written into `out` at `at` (no intermediate concatenation): for bulk writers that
-   * seal many payloads into one block. Returns the bytes written, sealedLength(plaintext.length).
+   * seal(), written into `out` at `at`: bulk writers seal many payloads into one block. Returns the
+   * bytes written, sealedLength(plaintext.length).
    */
   sealInto(plaintext: Buffer, aad: Buffer, out: Buffer, at: number): number {
     const key = this.keys.get(this.activeKeyId);
