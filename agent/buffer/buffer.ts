@@ -308,23 +308,33 @@ export class MessageBuffer {
    */
   async appendFile(file: IncomingFile, messages: readonly IncomingMessage[]): Promise<FileAppendResult> {
     if (messages.length === 0) throw new FerryError('buffer_io', 'a file must hold at least one message');
+    // firstSeq is a placeholder until enqueue assigns the seqs; the name's seal does not depend on it.
+    return fileResult(await this.enqueue(messages, {}, this.fileRecord(file, messages.length, 0)), messages.length);
+  }
+
+  /** A file's row in `files`, its name sealed with the active key. */
+  private fileRecord(file: IncomingFile, messages: number, firstSeq: number): SealedFile {
     const keyId = this.keyring.activeKeyId;
-    const sealedFile: SealedFile = {
+    return {
       sourceId: file.sourceId,
       sha256: file.sha256,
       size: file.size,
-      messages: messages.length,
+      messages,
       keyId,
-      // Placeholders until the seqs are known (enqueue assigns them); the name's seal does not depend on them.
-      firstSeq: 0,
+      firstSeq,
       takenAt: Date.now(),
       sealedName: this.keyring.seal(Buffer.from(file.name, 'utf8'), fileNameAad(this.bufferId, file.sourceId, file.sha256, keyId)),
     };
-    const result = await this.enqueue(messages, {}, sealedFile);
-    if (result.status !== 'committed') return result;
-    const first = result.outcomes[0]!;
-    if (first.status === 'duplicate') return { status: 'already_taken', firstSeq: first.seq };
-    return { status: 'committed', firstSeq: first.seq, messages: messages.length };
+  }
+
+  /** Counts `size` bytes as pending, or (false) marks the buffer full when they do not fit. */
+  private reserve(size: number): boolean {
+    if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
+      this.fullSince ??= Date.now();
+      return false;
+    }
+    this.pendingBytes += size;
+    return true;
   }
 
   /**
@@ -352,36 +362,18 @@ export class MessageBuffer {
     if (this.closed) return Promise.resolve({ status: 'closed' });
     let size = 0;
     for (const s of a.sizes) size += s;
-    if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
-      this.fullSince ??= Date.now();
-      return Promise.resolve({ status: 'full' });
-    }
-    this.pendingBytes += size;
+    if (!this.reserve(size)) return Promise.resolve({ status: 'full' });
     this.nextSeq = a.firstSeq + n;
     const { file, keyId, receivedAt } = a;
     const rows: SealedRow[] = new Array<SealedRow>(n);
     for (let i = 0; i < n; i++) {
       rows[i] = { seq: a.firstSeq + i, sourceId: file.sourceId, receivedAt, keyId, sealed: a.sealed[i]!, meta: a.meta[i]!, size: a.sizes[i]!, sha256: a.sha256[i]!, dedupe: false };
     }
-    const nameKeyId = this.keyring.activeKeyId;
-    const sealedFile: SealedFile = {
-      sourceId: file.sourceId,
-      sha256: file.sha256,
-      size: file.size,
-      messages: n,
-      keyId: nameKeyId,
-      firstSeq: a.firstSeq,
-      takenAt: Date.now(),
-      sealedName: this.keyring.seal(Buffer.from(file.name, 'utf8'), fileNameAad(this.bufferId, file.sourceId, file.sha256, nameKeyId)),
-    };
+    const sealedFile = this.fileRecord(file, n, a.firstSeq);
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ messages: [], rows, keys: [], bytes: size, dedupeWindowMs: 0, file: sealedFile, sealedFile: true, resolve, reject });
       this.kick();
-    }).then((result): FileAppendResult => {
-      if (result.status !== 'committed') return result;
-      const first = result.outcomes[0]!;
-      return first.status === 'duplicate' ? { status: 'already_taken', firstSeq: first.seq } : { status: 'committed', firstSeq: first.seq, messages: n };
-    });
+    }).then((result) => fileResult(result, n));
   }
 
   /** Sorted sha256s (32 bytes each, concatenated) of every file a source has taken: a bulk writer's skip list. */
@@ -421,11 +413,7 @@ export class MessageBuffer {
     if (this.seqsLeased) return Promise.reject(new FerryError('buffer_io', 'this buffer hands its seqs to a bulk writer (import): appends are refused'));
     let size = 0;
     for (const m of messages) size += m.payload.length;
-    if (this.bytes + this.pendingBytes + size > this.options.maxBytes) {
-      this.fullSince ??= Date.now();
-      return Promise.resolve({ status: 'full' });
-    }
-    this.pendingBytes += size;
+    if (!this.reserve(size)) return Promise.resolve({ status: 'full' });
     // Hash, seq and seal now, while the commit in flight is being written: this work then stays
     // off the commit's critical path. Seqs follow arrival order, which is also commit order (the
     // queue is FIFO); a message later found to be a resend simply leaves its seq unused.
@@ -970,6 +958,13 @@ function filterKey(sourceId: string, payloadSha256: Buffer): Buffer {
 }
 
 const sourceSalts = new Map<string, Buffer>();
+
+/** A file append's answer: its first outcome says whether the file was stored or taken before. */
+function fileResult(result: AppendResult, messages: number): FileAppendResult {
+  if (result.status !== 'committed') return result;
+  const first = result.outcomes[0]!;
+  return first.status === 'duplicate' ? { status: 'already_taken', firstSeq: first.seq } : { status: 'committed', firstSeq: first.seq, messages };
+}
 
 /** True when every row has the first row's source and key and none is deduplicated (runBulkInsert's shape). */
 function sharesSourceAndKey(rows: readonly SealedRow[]): boolean {
