@@ -218,7 +218,7 @@ export interface WorkerRequest {
 }
 
 /** A noncharacter: practically never in a header field (see WorkerReply.meta for when it is). */
-export const META_SEPARATOR = '\u{FFFF}';
+const META_SEPARATOR = '\u{FFFF}';
 
 const WORKER_FILE = fileURLToPath(new URL('./prepare-worker.js', import.meta.url));
 
@@ -274,6 +274,29 @@ export function createPreparer(settings: SealSettings): Preparer {
   };
 }
 
+/** A worker's answer for request `id`, and the blocks to transfer with it (both have their own ArrayBuffer: FileSealer allocates them outside the pool). */
+export function toReply(id: number, prepared: Prepared): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+  if (prepared.kind !== 'sealed') return { reply: { id, ...prepared }, transfer: [] };
+  const block = prepared.sealed[0]!.buffer as ArrayBuffer;
+  const hashBlock = prepared.hashes[0]!.buffer as ArrayBuffer;
+  const meta: string[] = [];
+  for (const m of prepared.meta) meta.push(m.messageType, m.triggerEvent, m.controlId, m.sendingApplication, m.sendingFacility, m.version);
+  const reply: WorkerReply = {
+    id,
+    kind: 'sealed',
+    size: prepared.size,
+    sha256: prepared.sha256,
+    firstSeq: prepared.firstSeq,
+    receivedAt: prepared.receivedAt,
+    block: new Uint8Array(block),
+    hashBlock: new Uint8Array(hashBlock),
+    sizes: prepared.sizes,
+    meta: meta.some((f) => f.includes(META_SEPARATOR)) ? meta : meta.join(META_SEPARATOR),
+  };
+  return { reply, transfer: [block, hashBlock] };
+}
+
+/** toReply() read back on the main thread: views over the transferred blocks, headers rebuilt. */
 function fromReply(reply: Exclude<WorkerReply, { kind: 'error' }>): Prepared {
   if (reply.kind !== 'sealed') return reply.kind === 'failed' ? { kind: 'failed', failure: reply.failure } : { kind: 'already_imported' };
   const block = Buffer.from(reply.block.buffer, reply.block.byteOffset, reply.block.byteLength);
