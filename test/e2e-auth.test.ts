@@ -6,22 +6,20 @@
 //   non-zero with the control plane's reason, and writes no credentials.
 // (No credentials at all on a raw gRPC call is covered by control-plane/ingest tests.)
 
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, writeAgentConfig, type RunningAgent } from './helpers/agent-process.js';
 import { runEnroll, type ControlPlaneProcess } from './helpers/control-plane-process.js';
-import { agentOptions, agentStatus, formatTally, LoadSender, restartAgent, sleep, startFleet, tally, waitDrained, waitFor, type AgentStatus } from './helpers/e2e.js';
+import { agentOptions, agentStatus, cleanUpProcesses, formatTally, LoadSender, restartAgent, sleep, startFleet, tally, waitDrained, waitFor, type AgentStatus } from './helpers/e2e.js';
 
 let dir: string | undefined;
 let agent: RunningAgent | undefined;
 let cp: ControlPlaneProcess | undefined;
 
 afterEach(async () => {
-  await agent?.stop('SIGKILL');
-  await cp?.stop('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cleanUpProcesses(agent, cp, dir);
   agent = cp = dir = undefined;
 });
 

@@ -5,14 +5,14 @@
 // list (paged with the cursor) and payloads must hold every message of every file byte for byte,
 // once, and in sending order per source (seq strictly increasing).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MllpClient, readAck } from '../agent/sources/mllp/client.js';
 import { startAgent, type RunningAgent } from './helpers/agent-process.js';
 import type { ControlPlaneProcess, StoredMessageMeta } from './helpers/control-plane-process.js';
-import { agentOptions, agentStatus, mllpFrame, sha256hex, startFleet, waitDrained } from './helpers/e2e.js';
+import { agentOptions, agentStatus, cleanUpProcesses, mllpFrame, sha256hex, startFleet, waitDrained } from './helpers/e2e.js';
 import { loadManifest, readSample, type SampleEntry } from './helpers/samples.js';
 
 let dir: string | undefined;
@@ -20,9 +20,7 @@ let agent: RunningAgent | undefined;
 let cp: ControlPlaneProcess | undefined;
 
 afterEach(async () => {
-  await agent?.stop('SIGKILL');
-  await cp?.stop('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cleanUpProcesses(agent, cp, dir);
   agent = cp = dir = undefined;
 });
 

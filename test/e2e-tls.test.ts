@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from 'node:https';
 import { request as plainRequest } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MllpClient, readAck } from '../agent/sources/mllp/client.js';
 import { startAgent, writeAgentConfig, type RunningAgent } from './helpers/agent-process.js';
 import { adminToken, CONTROL_PLANE_MAIN, runEnroll, startControlPlane, type ControlPlaneProcess, type StoredMessageMeta } from './helpers/control-plane-process.js';
-import { agentOptions, waitDrained, waitFor } from './helpers/e2e.js';
+import { agentOptions, cleanUpProcesses, waitDrained, waitFor } from './helpers/e2e.js';
 import { readSample } from './helpers/samples.js';
 
 let dir: string | undefined;
@@ -23,9 +23,7 @@ let agent: RunningAgent | undefined;
 let cp: ControlPlaneProcess | undefined;
 
 afterEach(async () => {
-  await agent?.stop('SIGKILL');
-  await cp?.stop('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cleanUpProcesses(agent, cp, dir);
   agent = cp = dir = undefined;
 });
 

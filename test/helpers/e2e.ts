@@ -4,12 +4,19 @@
 // sent / acknowledged / stored / lost / duplicated read back from the control plane's HTTP API.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MllpClient, readAck } from '../../agent/sources/mllp/client.js';
 import { startAgent, writeAgentConfig, type AgentProcessOptions, type RunningAgent } from './agent-process.js';
 import { adminToken, ControlPlaneApi, runEnroll, startControlPlane, type ControlPlaneProcess, type StoredMessageMeta } from './control-plane-process.js';
 import { realisticMessage } from './messages.js';
+
+/** After each cross-process test: kill (SIGKILL) the agent, then the control plane, and remove the test's folder. */
+export async function cleanUpProcesses(agent: RunningAgent | undefined, cp: ControlPlaneProcess | undefined, dir: string | undefined): Promise<void> {
+  await agent?.stop('SIGKILL');
+  await cp?.stop('SIGKILL');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
