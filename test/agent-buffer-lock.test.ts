@@ -13,11 +13,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Keyring, lockPathOf, MessageBuffer } from '../agent/buffer/index.js';
 import { runAgentCli, startAgent, writeAgentConfig, type CliResult } from './helpers/agent-process.js';
 import { realisticMessage } from './helpers/messages.js';
+import { waitFor } from './helpers/wait.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -33,14 +33,6 @@ function tempDir(): string {
 /** Runs `ferry-agent ARGS...` to completion (never throws on a non-zero exit). */
 function cli(args: readonly string[], timeoutMs = 30_000): Promise<CliResult> {
   return runAgentCli(args, timeoutMs);
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('buffer lock and file_drop status', () => {
@@ -63,7 +55,7 @@ describe('buffer lock and file_drop status', () => {
       const staged = join(dir, 'f1.hl7');
       writeFileSync(staged, Buffer.concat([realisticMessage('LOCK-', 0), realisticMessage('LOCK-', 1), realisticMessage('LOCK-', 2)]));
       renameSync(staged, join(inbox, 'f1.hl7'));
-      await until('the file archived', () => existsSync(archive) && readdirSync(archive).length === 1);
+      await waitFor(() => existsSync(archive) && readdirSync(archive).length === 1, 30_000, 'the file archived');
 
       const status = await cli(['status', '--admin', `http://127.0.0.1:${agent.adminPort}`]);
       expect(status.code, status.stderr).toBe(0);

@@ -10,6 +10,7 @@ import { MllpClient, readAck } from '../../agent/sources/mllp/client.js';
 import { startAgent, writeAgentConfig, type AgentProcessOptions, type RunningAgent } from './agent-process.js';
 import { adminToken, ControlPlaneApi, runEnroll, startControlPlane, type ControlPlaneProcess, type StoredMessageMeta } from './control-plane-process.js';
 import { realisticMessage } from './messages.js';
+import { sleep, waitFor } from './wait.js';
 
 /** After each cross-process test: kill (SIGKILL) the agent, then the control plane, and remove the test's folder. */
 export async function cleanUpProcesses(agent: RunningAgent | undefined, cp: ControlPlaneProcess | undefined, dir: string | undefined): Promise<void> {
@@ -18,17 +19,7 @@ export async function cleanUpProcesses(agent: RunningAgent | undefined, cp: Cont
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, label: string, intervalMs = 50): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${label}`);
-    await sleep(intervalMs);
-  }
-}
+export { sleep, waitFor } from './wait.js';
 
 export function sha256hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

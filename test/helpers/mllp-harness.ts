@@ -14,6 +14,7 @@ import { createLogger } from '../../agent/log.js';
 import { MllpClient } from '../../agent/sources/mllp/client.js';
 import type { FrameSink } from '../../agent/sources/mllp/frame-handler.js';
 import { MllpSource } from '../../agent/sources/mllp/source.js';
+import { sleep, waitFor as pollFor } from './wait.js';
 
 export interface HarnessOptions {
   /** mllp source keys over { id: 'test', type: 'mllp', listen: '127.0.0.1:0' }, parsed by the schema. */
@@ -104,18 +105,12 @@ export function controlId(prefix: string, n: number): string {
   return `${prefix}${String(n).padStart(10, '0')}`;
 }
 
-/** Polls until check() is true; fails with label after timeoutMs. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, label: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${label}`);
-    await sleep(10);
-  }
+/** Polls until check() is true (every 10 ms: in-process sources answer fast); fails with label after timeoutMs. */
+export function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, label: string): Promise<void> {
+  return pollFor(check, timeoutMs, label, 10);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep };
 
 /** Resolves when the socket has closed (at once if it already has). */
 export function closedPromise(socket: Socket): Promise<void> {
